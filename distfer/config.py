@@ -171,7 +171,7 @@ class Config:
                 hint = difflib.get_close_matches(str(k), names, n=1)
                 extra = f" Did you mean {hint[0]!r}?" if hint else ""
                 raise ConfigError(
-                    f"unknown config key {prefix}{k!r} for {cls.__name__}.{extra} "
+                    f"unknown config key {prefix + str(k)!r} for {cls.__name__}.{extra} "
                     f"Allowed keys: {', '.join(names)}"
                 )
         required = [
