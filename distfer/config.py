@@ -297,3 +297,289 @@ def load_yaml_mapping(path: str | Path) -> Mapping[str, Any]:
 # ---- stage configs ------------------------------------------------------------------------
 # Each stage's config lives below, one section per concern, in pipeline order. A stage module
 # imports its config from here; the CLI and the pipeline build them through from_dict/replace.
+
+
+# ---- training: Ray Train workers, source model, SwAV pretraining, embedding, adaptation ----
+# (owner: training; modules distfer/models, distfer/ssl, distfer/train)
+@dataclasses.dataclass(frozen=True)
+class TrainerConfig(Config):
+    """Ray Train resources and storage; none of these change a run's results."""
+
+    _fingerprint_exclude: ClassVar[frozenset[str]] = frozenset(
+        {"num_workers", "use_gpu", "cpus_per_worker", "storage_path", "max_failures",
+         "num_to_keep", "torch_threads"}
+    )
+
+    num_workers: int = 1
+    use_gpu: bool = False
+    cpus_per_worker: float = 1.0
+    storage_path: str = "outputs/ray_train"  # made absolute at use; s3:// or NFS on a cluster
+    max_failures: int = 0
+    num_to_keep: int = 2
+    torch_threads: int | None = None  # default: max(1, int(cpus_per_worker))
+
+    def validate(self) -> None:
+        check_range(self, "num_workers", low=1)
+        check_range(self, "cpus_per_worker", low=0, low_open=True)
+        check_range(self, "max_failures", low=-1)
+        check_range(self, "num_to_keep", low=1)
+        check_range(self, "torch_threads", low=1)
+
+
+@dataclasses.dataclass(frozen=True)
+class AugmentConfig(Config):
+    """Supervised batch augmentation (tensor ops on whole batches)."""
+
+    hflip: float = 0.5  # probability of a horizontal flip
+    rotate: float = 10.0  # max rotation, degrees
+    translate: float = 0.1  # max shift, fraction of the image size
+    scale_min: float = 0.9
+    scale_max: float = 1.1
+    brightness: float = 0.3
+    contrast: float = 0.3
+    saturation: float = 0.3
+
+    def validate(self) -> None:
+        check_range(self, "hflip", low=0, high=1)
+        check_range(self, "rotate", low=0, high=180)
+        check_range(self, "translate", low=0, high=0.5)
+        check_range(self, "scale_min", low=0, low_open=True)
+        check_range(self, "scale_max", low=self.scale_min)
+        for k in ("brightness", "contrast", "saturation"):
+            check_range(self, k, low=0, high=1)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainSourceConfig(Config):
+    """``distfer train-source``: supervised source model on a labelled FaceStore."""
+
+    _fingerprint_exclude: ClassVar[frozenset[str]] = frozenset({"out", "run_name", "trainer"})
+
+    store: str
+    out: str  # output folder; the model is written to <out>/model.pt
+    arch: str = "small"
+    split: str = "train"
+    val_split: str | None = "val"  # evaluated each epoch when the store has it
+    epochs: int = 10
+    batch_size: int = 64
+    optimizer: Literal["sgd", "adamw"] = "sgd"
+    lr: float = 0.05
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    schedule: Literal["cosine", "exponential", "constant"] = "cosine"
+    gamma: float = 0.9  # per-epoch decay of the exponential schedule
+    label_smoothing: float = 0.1
+    weight_norm: bool = False
+    augment: AugmentConfig = dataclasses.field(default_factory=AugmentConfig)
+    seed: int = 0
+    run_name: str | None = None
+    trainer: TrainerConfig = dataclasses.field(default_factory=TrainerConfig)
+
+    def validate(self) -> None:
+        check_range(self, "epochs", low=1)
+        check_range(self, "batch_size", low=1)
+        check_range(self, "lr", low=0, low_open=True)
+        check_range(self, "momentum", low=0, high=1, high_open=True)
+        check_range(self, "weight_decay", low=0)
+        check_range(self, "gamma", low=0, high=1, low_open=True)
+        check_range(self, "label_smoothing", low=0, high=1, high_open=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class PretrainConfig(Config):
+    """``distfer pretrain``: SwAV on the (unlabelled) target store with multi-crop."""
+
+    _fingerprint_exclude: ClassVar[frozenset[str]] = frozenset({"out", "run_name", "trainer"})
+
+    store: str
+    out: str  # output folder; the encoder is written to <out>/model.pt (kind "ssl")
+    arch: str = "small"
+    init: str | None = None  # optional model.pt to start the encoder from (e.g. the source model)
+    split: str = "train"
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 1e-6
+    schedule: Literal["cosine", "constant"] = "cosine"
+    prototypes: int = 300  # 5000 in the paper's setting
+    hidden_dim: int = 512
+    proj_dim: int = 128
+    temperature: float = 0.1
+    sinkhorn_iterations: int = 3
+    sinkhorn_epsilon: float = 0.05
+    freeze_prototypes_steps: int = 20  # prototypes get no update for the first steps
+    global_crops: int = 2
+    local_crops: int = 4
+    global_size: int | None = None  # default: the store's image size
+    local_size: int | None = None  # default: half the global size
+    global_scale: tuple[float, float] = (0.35, 1.0)
+    local_scale: tuple[float, float] = (0.1, 0.35)
+    color_strength: float = 0.5
+    seed: int = 0
+    run_name: str | None = None
+    trainer: TrainerConfig = dataclasses.field(default_factory=TrainerConfig)
+
+    def validate(self) -> None:
+        check_range(self, "epochs", low=1)
+        check_range(self, "batch_size", low=2)
+        check_range(self, "lr", low=0, low_open=True)
+        check_range(self, "prototypes", low=2)
+        check_range(self, "temperature", low=0, low_open=True)
+        check_range(self, "sinkhorn_iterations", low=1)
+        check_range(self, "sinkhorn_epsilon", low=0, low_open=True)
+        check_range(self, "freeze_prototypes_steps", low=0)
+        check_range(self, "global_crops", low=2)
+        check_range(self, "local_crops", low=0)
+        check_range(self, "global_size", low=8)
+        check_range(self, "local_size", low=4)
+        check_range(self, "color_strength", low=0, high=1)
+        for key in ("global_scale", "local_scale"):
+            lo, hi = getattr(self, key)
+            if not 0 < lo <= hi <= 1:
+                raise ConfigError(f"config key {key!r} of PretrainConfig is {(lo, hi)!r}; "
+                                  "it must be (low, high) with 0 < low <= high <= 1")
+
+
+@dataclasses.dataclass(frozen=True)
+class EmbedConfig(Config):
+    """``distfer embed``: teacher logits/features (+ SSL features) per split into Parquet shards."""
+
+    _fingerprint_exclude: ClassVar[frozenset[str]] = frozenset(
+        {"out", "num_actors", "cpus_per_actor", "use_gpu", "batch_size"}
+    )
+
+    store: str
+    teacher: str  # model.pt (distfer checkpoint or plain torchvision ResNet state dict)
+    out: str  # output folder: <out>/<split>/part-*.parquet + <out>/<split>/embed_meta.json
+    encoder: str | None = None  # SSL model.pt: adds the ssl_features column
+    splits: tuple[str, ...] = ("train", "val")
+    batch_size: int = 256
+    num_actors: int = 2
+    cpus_per_actor: float = 0.5
+    use_gpu: bool = False
+    min_shards: int = 2
+
+    def validate(self) -> None:
+        check_range(self, "batch_size", low=1)
+        check_range(self, "num_actors", low=1)
+        check_range(self, "cpus_per_actor", low=0, low_open=True)
+        check_range(self, "min_shards", low=1)
+        if not self.splits:
+            raise ConfigError("config key 'splits' of EmbedConfig is empty; name at least one split")
+
+
+@dataclasses.dataclass(frozen=True)
+class AdaptConfig(Config):
+    """``distfer adapt``: fine-tune an encoder + fresh head on the selected pseudo-labels."""
+
+    _fingerprint_exclude: ClassVar[frozenset[str]] = frozenset({"out", "run_name", "trainer"})
+
+    store: str
+    init: str  # model.pt whose encoder starts the adaptation (SSL encoder or source model)
+    pseudo: str  # Parquet: index, cluster, label, confidence, soft[7], selected
+    out: str  # output folder; the adapted model is written to <out>/model.pt
+    split: str = "train"  # the store split the pseudo-labels index into
+    val_split: str | None = "val"
+    keep_head: bool = False  # start from the init checkpoint's head instead of a fresh one
+    targets: Literal["hard", "soft"] = "hard"
+    mixup_alpha: float = 0.2  # Beta(alpha, alpha); 0 disables mixup
+    mixaug: float = 0.0  # weight of the extra loss of the mixed batch against its dominant labels
+    epochs: int = 50
+    batch_size: int = 32
+    lr: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    schedule: Literal["cosine", "exponential", "constant"] = "cosine"
+    gamma: float = 0.9
+    label_smoothing: float = 0.0
+    weight_norm: bool = False
+    augment: AugmentConfig = dataclasses.field(default_factory=AugmentConfig)
+    seed: int = 0
+    run_name: str | None = None
+    trainer: TrainerConfig = dataclasses.field(default_factory=TrainerConfig)
+
+    def validate(self) -> None:
+        check_range(self, "epochs", low=1)
+        check_range(self, "batch_size", low=1)
+        check_range(self, "lr", low=0, low_open=True)
+        check_range(self, "momentum", low=0, high=1, high_open=True)
+        check_range(self, "weight_decay", low=0)
+        check_range(self, "gamma", low=0, high=1, low_open=True)
+        check_range(self, "mixup_alpha", low=0)
+        check_range(self, "mixaug", low=0)
+        check_range(self, "label_smoothing", low=0, high=1, high_open=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluateConfig(Config):
+    """``distfer evaluate``: accuracy, macro-F1, per-class accuracy, confusion matrix."""
+
+    _fingerprint_exclude: ClassVar[frozenset[str]] = frozenset({"out", "batch_size"})
+
+    store: str
+    model: str
+    split: str = "val"
+    out: str | None = None  # JSON file; default <model folder>/eval_<split>.json
+    batch_size: int = 256
+
+    def validate(self) -> None:
+        check_range(self, "batch_size", low=1)
+
+
+# ---- data: dataset readers and FaceStore (distfer.data) ----------------------------------
+#: on-disk dataset formats that ``distfer prepare`` reads (one reader each in distfer.data.formats)
+DATASET_FORMATS: tuple[str, ...] = ("sfew", "rafdb", "fer2013", "affectnet", "expw", "afe", "imagefolder")
+
+
+@dataclasses.dataclass(frozen=True)
+class PrepareConfig(Config):
+    """Decode, crop and resize a dataset once into a FaceStore (``distfer prepare``).
+
+    Attributes:
+        format: the dataset's on-disk layout (see README "Using real datasets").
+        root: the dataset's root folder.
+        out: the folder that holds stores; the store is written to ``out/name``.
+        name: the store's name (default: the format name).
+        size: output images are ``size x size`` RGB (at least 8).
+        skip_bad: skip corrupt images and label lines naming missing images (and report how
+            many) instead of failing.
+        workers: decoding processes (default: all CPU cores); does not change the result.
+        class_map: folder name -> class name (any spelling) or ``ignore``, for the folder-based
+            formats (``imagefolder``, ``sfew``); default: folders named after the 7 classes.
+        image_encoding: ``raw`` (uint8 HxWx3 bytes, fastest to read) or ``png`` (smaller).
+        val_fraction: the share of images put into ``val`` for formats without an official
+            split (ExpW), chosen per image file by a seeded hash.
+        split_seed: seed of that split.
+    """
+
+    format: Literal["sfew", "rafdb", "fer2013", "affectnet", "expw", "afe", "imagefolder"]
+    root: str
+    out: str
+    name: str | None = None
+    size: int = 112
+    skip_bad: bool = False
+    workers: int | None = None
+    class_map: dict[str, str] = dataclasses.field(default_factory=dict)
+    image_encoding: Literal["raw", "png"] = "raw"
+    val_fraction: float = 0.2
+    split_seed: int = 0
+
+    _fingerprint_exclude: ClassVar[frozenset[str]] = frozenset({"root", "out", "name", "workers"})
+
+    def validate(self) -> None:
+        check_range(self, "size", low=8, high=4096)
+        check_range(self, "workers", low=1)
+        check_range(self, "val_fraction", low=0.0, high=1.0, low_open=True, high_open=True)
+        if self.name is not None and (not self.name or "/" in self.name or self.name.startswith(".")):
+            raise ConfigError(f"config key 'name' is {self.name!r}; use a plain folder name such as 'sfew'")
+        from distfer.classes import is_class_name
+
+        for folder, cls in self.class_map.items():
+            if cls.lower() != "ignore" and not is_class_name(cls):
+                raise ConfigError(
+                    f"config key 'class_map.{folder}' is {cls!r}; use one of Surprise, Fear, Disgust, "
+                    "Happiness, Sadness, Anger, Neutral (any common spelling) or 'ignore'"
+                )
