@@ -414,8 +414,8 @@ class PretrainConfig(Config):
     local_crops: int = 4
     global_size: int | None = None  # default: the store's image size
     local_size: int | None = None  # default: half the global size
-    global_scale: tuple[float, float] = (0.35, 1.0)
-    local_scale: tuple[float, float] = (0.1, 0.35)
+    global_scale: tuple[float, ...] = (0.35, 1.0)  # (low, high) area fraction
+    local_scale: tuple[float, ...] = (0.1, 0.35)
     color_strength: float = 0.5
     seed: int = 0
     run_name: str | None = None
@@ -436,9 +436,9 @@ class PretrainConfig(Config):
         check_range(self, "local_size", low=4)
         check_range(self, "color_strength", low=0, high=1)
         for key in ("global_scale", "local_scale"):
-            lo, hi = getattr(self, key)
-            if not 0 < lo <= hi <= 1:
-                raise ConfigError(f"config key {key!r} of PretrainConfig is {(lo, hi)!r}; "
+            v = getattr(self, key)
+            if len(v) != 2 or not 0 < v[0] <= v[1] <= 1:
+                raise ConfigError(f"config key {key!r} of PretrainConfig is {v!r}; "
                                   "it must be (low, high) with 0 < low <= high <= 1")
 
 
