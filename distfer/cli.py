@@ -45,7 +45,98 @@ def _add_config_flag(p: argparse.ArgumentParser) -> None:
 # ---- subcommands (one _add_<stage> function each, in pipeline order) -------------------
 
 
-_SUBCOMMANDS: list[Callable[[Any], None]] = []
+def _class_map(items: Sequence[str] | None) -> dict[str, str] | None:
+    """``["Angry=Anger", "0=ignore"]`` -> ``{"Angry": "Anger", "0": "ignore"}``."""
+    from distfer.errors import ConfigError
+
+    if not items:
+        return None
+    out = {}
+    for item in items:
+        folder, sep, cls = item.partition("=")
+        if not sep or not folder or not cls:
+            raise ConfigError(f"--class-map item {item!r} must look like FOLDER=CLASS (e.g. Angry=Anger or misc=ignore)")
+        out[folder] = cls
+    return out
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from distfer.config import PrepareConfig
+    from distfer.data.store import prepare
+
+    keys = ["format", "root", "out", "name", "size", "skip_bad", "workers", "image_encoding", "val_fraction", "split_seed"]
+    cfg = build_config(PrepareConfig, args, keys, **({"class_map": cm} if (cm := _class_map(args.class_map)) else {}))
+    store = prepare(cfg)
+    Console().print(store.counts_table())
+    return 0
+
+
+def _add_prepare(sub: Any) -> None:
+    from distfer.config import DATASET_FORMATS
+
+    p = sub.add_parser("prepare", help="decode, crop and resize a dataset once into a FaceStore")
+    p.add_argument("--format", choices=DATASET_FORMATS, help="the dataset's on-disk layout")
+    p.add_argument("--root", metavar="PATH", help="the dataset's root folder")
+    p.add_argument("--out", metavar="STORE", help="folder of stores; writes STORE/NAME")
+    p.add_argument("--name", help="store name (default: the format name)")
+    p.add_argument("--size", type=int, metavar="N", help="output images are N x N (default 112, at least 8)")
+    p.add_argument("--skip-bad", action="store_true", default=None, help="skip corrupt or missing images and report the count")
+    p.add_argument("--workers", type=int, metavar="N", help="decoding processes (default: all cores)")
+    p.add_argument("--class-map", nargs="+", metavar="FOLDER=CLASS", help="folder -> class (or ignore) for imagefolder/sfew")
+    p.add_argument("--image-encoding", choices=["raw", "png"], help="image column: raw uint8 bytes (default) or PNG")
+    p.add_argument("--val-fraction", type=float, help="val share for formats without a split (ExpW; default 0.2)")
+    p.add_argument("--split-seed", type=int, help="seed of that split (default 0)")
+    _add_config_flag(p)
+    p.set_defaults(func=_prepare)
+
+
+def _pseudo_label(args: argparse.Namespace) -> int:
+    from distfer.config import PseudoLabelConfig
+    from distfer.pseudo.api import run
+
+    keys = ["mode", "select", "clusters", "niter", "seed", "spherical", "init", "column", "feature_prep",
+            "drop_outliers", "min_per_class", "iter_clusters", "centroid_cycles", "shards", "device"]
+    cfg = build_config(PseudoLabelConfig, args, keys)
+    if not args.features or not args.out:
+        from distfer.errors import ConfigError
+
+        raise ConfigError("pseudo-label needs --features F (.npy or Parquet embedding dir) and --out OUT.parquet")
+    output = run(cfg, args.features, args.out, logits=args.logits, assignments=args.assignments)
+    s = output.stats
+    _print_json({"out": args.out, "selected": s.selected, "selected_fraction": s.selected_fraction,
+                 "per_class_after": s.per_class_after, "accuracy_selected": s.accuracy_selected,
+                 "inertia": s.inertia})
+    return 0
+
+
+def _add_pseudo_label(sub: Any) -> None:
+    p = sub.add_parser("pseudo-label", help="cluster target features and pseudo-label them (CluP)")
+    p.add_argument("--features", metavar="F", help="features .npy [N, d] or a Parquet embedding directory")
+    p.add_argument("--logits", metavar="L", help="teacher logits .npy [N, 7] (Parquet inputs carry their own)")
+    p.add_argument("--out", metavar="OUT.parquet", help="output table; OUT.stats.json is written beside it")
+    p.add_argument("--assignments", metavar="A.npy", help="cluster ids [N]: skip k-means")
+    p.add_argument("--clusters", type=int, metavar="K", help="k-means clusters (default 1000, at least 7)")
+    p.add_argument("--mode", choices=["purity", "soft-purity", "centroid", "confidence"], help="labelling rule (default purity)")
+    p.add_argument("--select", metavar="SPEC", help="fraction:RHO (per class, default fraction:0.1) or threshold:TAU")
+    p.add_argument("--niter", type=int, help="k-means iterations (default 20)")
+    p.add_argument("--seed", type=int, help="k-means seed (default 0)")
+    p.add_argument("--spherical", action="store_true", default=None, help="spherical k-means")
+    p.add_argument("--init", choices=["random", "kmeans++"], help="k-means init (default random)")
+    p.add_argument("--column", choices=["features", "ssl_features", "concat"], help="Parquet feature column to cluster")
+    p.add_argument("--feature-prep", choices=["append_one", "l2", "none"], help="feature preparation (default append_one)")
+    p.add_argument("--drop-outliers", action="store_true", default=None, help="confidence 0 where the teacher disagrees")
+    p.add_argument("--min-per-class", type=int, metavar="N", help="keep at least N samples of every class")
+    p.add_argument("--iter-clusters", type=int, metavar="T", help="re-cluster the unselected samples T times (default 1)")
+    p.add_argument("--centroid-cycles", type=int, metavar="N", help="refinement cycles of mode centroid")
+    p.add_argument("--shards", type=int, metavar="S", help="cluster on S Ray index actors (Parquet inputs; 0 = in-process)")
+    p.add_argument("--device", choices=["auto", "cpu", "gpu"], help="faiss device (default auto)")
+    _add_config_flag(p)
+    p.set_defaults(func=_pseudo_label)
+
+
+_SUBCOMMANDS: list[Callable[[Any], None]] = [_add_prepare, _add_pseudo_label]
 
 
 def build_parser() -> argparse.ArgumentParser:

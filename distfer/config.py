@@ -583,3 +583,321 @@ class PrepareConfig(Config):
                     f"config key 'class_map.{folder}' is {cls!r}; use one of Surprise, Fear, Disgust, "
                     "Happiness, Sadness, Anger, Neutral (any common spelling) or 'ignore'"
                 )
+
+
+# ---- pseudo-labelling: k-means, cluster purity, selection (distfer.clustering, distfer.pseudo) ----
+def parse_select_spec(spec: str) -> tuple[str, float]:
+    """Parse a selection spec ``fraction:RHO`` (0 < RHO <= 1) or ``threshold:TAU`` (0 <= TAU <= 1).
+
+    Returns:
+        ``(kind, value)`` with kind ``"fraction"`` or ``"threshold"``.
+
+    Raises:
+        ConfigError: unknown kind, unparsable number, or value out of range.
+    """
+    kind, sep, raw = str(spec).partition(":")
+    kind = kind.strip().lower()
+    if not sep or kind not in ("fraction", "threshold"):
+        raise ConfigError(
+            f"selection spec {spec!r} is not understood; write 'fraction:RHO' (keep the RHO most "
+            "confident share of each class, 0 < RHO <= 1) or 'threshold:TAU' (keep confidence >= TAU)"
+        )
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"selection spec {spec!r}: {raw!r} is not a number") from None
+    if kind == "fraction" and not 0.0 < value <= 1.0:
+        raise ConfigError(f"selection spec {spec!r}: rho={value} must be in (0, 1]")
+    if kind == "threshold" and not 0.0 <= value <= 1.0:
+        raise ConfigError(f"selection spec {spec!r}: tau={value} must be in [0, 1]")
+    return kind, value
+
+
+@dataclasses.dataclass(frozen=True)
+class KMeansConfig(Config):
+    """Seeded Lloyd k-means (faiss assignment; random distinct points as initial centroids)."""
+
+    clusters: int = 1000
+    niter: int = 20
+    seed: int = 0
+    spherical: bool = False
+    init: Literal["random", "kmeans++"] = "random"
+    device: Literal["auto", "cpu", "gpu"] = "auto"
+
+    _fingerprint_exclude: ClassVar[frozenset[str]] = frozenset({"device"})
+
+    def validate(self) -> None:
+        check_range(self, "clusters", low=1)
+        check_range(self, "niter", low=1)
+        check_range(self, "seed", low=0)
+
+
+@dataclasses.dataclass(frozen=True)
+class PseudoLabelConfig(Config):
+    """Cluster-level pseudo-labelling (CluP) and its baselines, plus per-class selection.
+
+    ``mode``: ``purity`` (cluster majority label, confidence = purity), ``soft-purity`` (the same,
+    soft target = in-cluster class histogram), ``confidence`` (softmax max per sample) or
+    ``centroid`` (SHOT nearest class centroid, ``centroid_cycles`` refinements).
+    ``select``: ``fraction:RHO`` or ``threshold:TAU``. ``column``: which embedding column is
+    clustered (``features`` = teacher, ``ssl_features``, or ``concat`` of both L2-normalised).
+    ``shards``: 0 clusters in-process; S >= 1 uses a ShardedIndex of S Ray actors.
+    """
+
+    mode: Literal["purity", "soft-purity", "centroid", "confidence"] = "purity"
+    select: str = "fraction:0.1"
+    clusters: int = 1000
+    niter: int = 20
+    seed: int = 0
+    spherical: bool = False
+    init: Literal["random", "kmeans++"] = "random"
+    column: Literal["features", "ssl_features", "concat"] = "features"
+    feature_prep: Literal["append_one", "l2", "none"] = "append_one"
+    drop_outliers: bool = False
+    min_per_class: int = 0
+    iter_clusters: int = 1
+    centroid_cycles: int = 0
+    shards: int = 0
+    device: Literal["auto", "cpu", "gpu"] = "auto"
+
+    _fingerprint_exclude: ClassVar[frozenset[str]] = frozenset({"device"})
+
+    def validate(self) -> None:
+        parse_select_spec(self.select)
+        check_range(self, "niter", low=1)
+        check_range(self, "seed", low=0)
+        check_range(self, "min_per_class", low=0)
+        check_range(self, "iter_clusters", low=1)
+        check_range(self, "centroid_cycles", low=0)
+        check_range(self, "shards", low=0)
+        if self.mode in ("purity", "soft-purity"):
+            from distfer.classes import NUM_CLASSES
+
+            if self.clusters < NUM_CLASSES:
+                raise ConfigError(
+                    f"config key 'clusters' of PseudoLabelConfig is {self.clusters}; cluster purity "
+                    f"needs at least as many clusters as classes ({NUM_CLASSES})"
+                )
+        elif self.iter_clusters != 1:
+            raise ConfigError(
+                f"config key 'iter_clusters' is {self.iter_clusters}, but mode {self.mode!r} does not "
+                "cluster; use mode 'purity' or 'soft-purity', or iter_clusters: 1"
+            )
+
+    @property
+    def select_kind(self) -> str:
+        return parse_select_spec(self.select)[0]
+
+    @property
+    def select_value(self) -> float:
+        return parse_select_spec(self.select)[1]
+
+    def kmeans(self) -> KMeansConfig:
+        """The k-means part of this config."""
+        return KMeansConfig(
+            clusters=self.clusters, niter=self.niter, seed=self.seed,
+            spherical=self.spherical, init=self.init, device=self.device,
+        )
+
+
+# ---- synthetic benchmark (distfer synth) ----------------------------------------------------
+#: image counts (source train, source test, target train, target val) of each synth preset
+SYNTH_PRESETS: dict[str, tuple[int, int, int, int]] = {
+    "tiny": (70, 35, 70, 35),
+    "quick": (4000, 1000, 2000, 600),
+    "full": (12000, 3000, 6000, 1500),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class SynthConfig(Config):
+    """`distfer synth`: the embedded synthetic RAF-DB (source) / SFEW 2.0 (target) benchmark.
+
+    The count fields override the preset's counts when given; ``workers`` (processes) and
+    ``out``/``overwrite`` do not change the images, so they are left out of the fingerprint.
+    """
+
+    out: str
+    preset: Literal["tiny", "quick", "full"] = "quick"
+    seed: int = 0
+    image_size: int = 64
+    source_train: int | None = None
+    source_test: int | None = None
+    target_train: int | None = None
+    target_val: int | None = None
+    workers: int = 2
+    overwrite: bool = False
+
+    _fingerprint_exclude: ClassVar[frozenset[str]] = frozenset({"out", "workers", "overwrite"})
+
+    def validate(self) -> None:
+        check_range(self, "image_size", low=16, high=512)
+        check_range(self, "workers", low=1, high=256)
+        check_range(self, "seed", low=0)
+        for key in ("source_train", "source_test", "target_train", "target_val"):
+            check_range(self, key, low=7)
+
+    def counts(self) -> dict[str, int]:
+        """Images per split: keys source_train, source_test, target_train, target_val."""
+        keys = ("source_train", "source_test", "target_train", "target_val")
+        preset = dict(zip(keys, SYNTH_PRESETS[self.preset]))
+        return {k: preset[k] if getattr(self, k) is None else getattr(self, k) for k in keys}
+
+
+# ---- experiment system: pipeline, Ray Tune sweep, MLflow (distfer.pipeline, distfer.tune, distfer.tracking) ----
+#: label-free selection criteria the sweep can maximise (see distfer.tune.criteria), plus "oracle"
+SWEEP_OBJECTIVES: tuple[str, ...] = ("oracle", "snd", "neg_entropy", "im")
+#: the baselines an experiment can run next to CluP
+BASELINES: tuple[str, ...] = ("source_only", "confidence", "centroid", "oracle")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrackingConfig(Config):
+    """MLflow: where runs go. ``tracking_uri`` None = ``sqlite:////ABS/<output>/mlflow.db``."""
+
+    tracking_uri: str | None = None
+    experiment: str | None = None  # default "<source>-><target>", e.g. "rafdb->sfew"
+    log_models: bool = True  # upload each trial's model.pt as an artifact
+
+    _fingerprint_exclude: ClassVar[frozenset[str]] = frozenset({"tracking_uri", "experiment", "log_models"})
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepConfig(Config):
+    """The Ray Tune sweep over CluP settings.
+
+    ``clusters`` x ``select_values`` (interpreted as ``select_kind``: thresholds tau or per-class
+    fractions rho) is the grid; ``space`` adds any other key, dotted as ``pseudo.<key>`` or
+    ``adapt.<key>`` (e.g. ``pseudo.column: [features, ssl_features]``, ``adapt.mixup_alpha``).
+    ``search: optuna`` samples ``num_samples`` trials with TPE from the same choices instead of
+    running the full grid. ``scheduler: asha`` stops poor trials early on adaptation epochs (it
+    judges Val accuracy, so it needs ``objective: oracle``). ``objective``: ``oracle`` ranks
+    trials by target-Val accuracy (uses target labels, clearly a ceiling); ``snd``,
+    ``neg_entropy``, ``im`` need no target labels.
+    """
+
+    clusters: tuple[int, ...] = (100, 300)
+    select_kind: Literal["fraction", "threshold"] = "fraction"
+    select_values: tuple[float, ...] = (0.3, 0.6)
+    space: dict[str, tuple[Any, ...]] = dataclasses.field(default_factory=dict)
+    search: Literal["grid", "optuna"] = "grid"
+    num_samples: int | None = None  # grid: repeats of the grid (default 1); optuna: trials (default 8)
+    scheduler: Literal["fifo", "asha"] = "fifo"
+    grace_period: int = 1  # ASHA: epochs before a trial may be stopped
+    reduction_factor: int = 2
+    objective: Literal["oracle", "snd", "neg_entropy", "im"] = "oracle"
+    criterion: Literal["snd", "neg_entropy", "im"] = "snd"  # the label-free criterion reported
+    max_concurrent: int = 1
+    trial_cpus: float = 0.1  # the trial's own driver process; workers get their own CPUs
+    seed: int = 0
+
+    _fingerprint_exclude: ClassVar[frozenset[str]] = frozenset({"max_concurrent", "trial_cpus"})
+
+    def validate(self) -> None:
+        if not self.clusters or not self.select_values:
+            raise ConfigError("config keys 'clusters' and 'select_values' of SweepConfig need at least one value")
+        for i, k in enumerate(self.clusters):
+            if k < 7:
+                raise ConfigError(f"config key 'clusters[{i}]' is {k}; cluster purity needs K >= 7 (the classes)")
+        for i, v in enumerate(self.select_values):
+            if not (0 < v <= 1 if self.select_kind == "fraction" else 0 <= v <= 1):
+                want = "(0, 1]" if self.select_kind == "fraction" else "[0, 1]"
+                raise ConfigError(f"config key 'select_values[{i}]' is {v}; a {self.select_kind} must be in {want}")
+        for key, values in self.space.items():
+            section, _, name = key.partition(".")
+            if section not in ("pseudo", "adapt") or not name:
+                raise ConfigError(f"config key 'space.{key}': name a key as 'pseudo.<key>' or 'adapt.<key>'")
+            target = PseudoLabelConfig if section == "pseudo" else AdaptConfig
+            if name not in target.field_names():
+                hint = difflib.get_close_matches(name, target.field_names(), n=1)
+                extra = f" (did you mean {section}.{hint[0]}?)" if hint else ""
+                raise ConfigError(f"config key 'space.{key}': {target.__name__} has no key {name!r}{extra}")
+            if name in ("clusters", "select"):
+                raise ConfigError(f"config key 'space.{key}': set it with 'clusters'/'select_values' instead")
+            if not values:
+                raise ConfigError(f"config key 'space.{key}' needs at least one value")
+        check_range(self, "num_samples", low=1)
+        check_range(self, "grace_period", low=1)
+        check_range(self, "reduction_factor", low=2)
+        check_range(self, "max_concurrent", low=1)
+        check_range(self, "trial_cpus", low=0, low_open=True)
+        if self.scheduler == "asha" and self.objective != "oracle":
+            raise ConfigError(
+                f"config key 'scheduler' is 'asha' but 'objective' is {self.objective!r}: ASHA stops "
+                "trials on per-epoch Val accuracy, so it needs objective 'oracle' (or use scheduler 'fifo')"
+            )
+
+    def grid_size(self) -> int:
+        n = len(self.clusters) * len(self.select_values)
+        for values in self.space.values():
+            n *= len(values)
+        return n
+
+
+def _check_stage_overrides(section: str, cls: type[Config], values: Mapping[str, Any], fixed: Mapping[str, Any]) -> None:
+    """Validate ``values`` as keys of ``cls`` (with its path fields filled by ``fixed``)."""
+    for k in values:
+        if k in fixed:
+            raise ConfigError(f"config key '{section}.{k}' is set by the pipeline; remove it")
+    cls.from_dict({**fixed, **values}, prefix=f"{section}.")
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentConfig(Config):
+    """One experiment: prepare -> train-source -> pretrain -> embed -> sweep (+ baselines).
+
+    Stage sections (``prepare``, ``train_source``, ``pretrain``, ``embed``, ``pseudo``,
+    ``adapt``) hold overrides of that stage's config; the pipeline fills in the paths. They are
+    validated here, so a typo fails before anything runs. ``trainer`` overrides the Ray Train
+    resources of every training stage. ``source_root``/``target_root`` None = the embedded
+    synthetic benchmark (``synth`` overrides its SynthConfig), generated on first use.
+    """
+
+    output_dir: str = "outputs/tune_sfew"
+    name: str = "sweep"
+    preset: str = "quick"
+    source_format: Literal["sfew", "rafdb", "fer2013", "affectnet", "expw", "afe", "imagefolder"] = "rafdb"
+    source_root: str | None = None
+    target_format: Literal["sfew", "rafdb", "fer2013", "affectnet", "expw", "afe", "imagefolder"] = "sfew"
+    target_root: str | None = None
+    source_checkpoint: str | None = None
+    image_size: int = 32
+    synth: dict[str, Any] = dataclasses.field(default_factory=dict)
+    prepare: dict[str, Any] = dataclasses.field(default_factory=dict)
+    train_source: dict[str, Any] = dataclasses.field(default_factory=dict)
+    pretrain: dict[str, Any] = dataclasses.field(default_factory=dict)
+    embed: dict[str, Any] = dataclasses.field(default_factory=dict)
+    pseudo: dict[str, Any] = dataclasses.field(default_factory=dict)
+    adapt: dict[str, Any] = dataclasses.field(default_factory=dict)
+    trainer: dict[str, Any] = dataclasses.field(default_factory=dict)
+    baselines: tuple[str, ...] = BASELINES
+    baseline_select: str = "fraction:0.5"  # selection of the confidence/centroid baselines
+    index_shards: int = 2  # IndexShard actors of the sweep's ShardedIndex
+    index_cpus: float = 0.25  # CPUs per IndexShard actor
+    sweep: SweepConfig = dataclasses.field(default_factory=SweepConfig)
+    tracking: TrackingConfig = dataclasses.field(default_factory=TrackingConfig)
+    ray_address: str | None = None
+    seed: int = 0
+
+    _fingerprint_exclude: ClassVar[frozenset[str]] = frozenset({"output_dir", "ray_address", "tracking"})
+
+    def validate(self) -> None:
+        check_range(self, "image_size", low=8, high=4096)
+        check_range(self, "index_shards", low=1)
+        check_range(self, "index_cpus", low=0, low_open=True)
+        if (self.source_root is None) != (self.target_root is None):
+            raise ConfigError("give both 'source_root' and 'target_root' (real data) or neither (the embedded benchmark)")
+        for b in self.baselines:
+            if b not in BASELINES:
+                raise ConfigError(f"config key 'baselines': {b!r} is not one of {', '.join(BASELINES)}")
+        parse_select_spec(self.baseline_select)
+        _check_stage_overrides("synth", SynthConfig, self.synth, {"out": "-"})
+        _check_stage_overrides("prepare", PrepareConfig, self.prepare,
+                               {"format": self.source_format, "root": "-", "out": "-", "size": self.image_size})
+        _check_stage_overrides("trainer", TrainerConfig, self.trainer, {})
+        _check_stage_overrides("train_source", TrainSourceConfig, self.train_source, {"store": "-", "out": "-"})
+        _check_stage_overrides("pretrain", PretrainConfig, self.pretrain, {"store": "-", "out": "-"})
+        _check_stage_overrides("embed", EmbedConfig, self.embed, {"store": "-", "teacher": "-", "out": "-"})
+        _check_stage_overrides("pseudo", PseudoLabelConfig, self.pseudo, {})
+        _check_stage_overrides("adapt", AdaptConfig, self.adapt,
+                               {"store": "-", "init": "-", "pseudo": "-", "out": "-"})
