@@ -157,7 +157,7 @@ def test_corrupt_and_truncated_images(tmp_path, capsys):
     with pytest.raises(DataError, match=r"corrupt or unreadable image .*broken.png.*--skip-bad"):
         prepare(_cfg("sfew", tmp_path), quiet=True)
     (cls / "broken.png").unlink()
-    with pytest.raises(DataError, match=r"truncated.jpg"):
+    with pytest.raises(DataError, match=r"truncated.jpg \(OSError: image file is truncated"):
         prepare(_cfg("sfew", tmp_path), quiet=True)
     _corrupt_sfew(tmp_path / "again")
     cfg = PrepareConfig.from_dict({**_cfg("sfew", tmp_path / "again").to_dict(), "skip_bad": True})
@@ -188,7 +188,11 @@ def test_process_pool_gives_the_same_store(tmp_path, monkeypatch):
     one = prepare(_cfg("expw", tmp_path, name="one"), quiet=True)
     monkeypatch.setattr(prep, "POOL_STARTUP_S", 0.0)  # force the pool even for tiny data
     monkeypatch.setattr(prep, "_chunk_size", lambda n, workers: 16)
+    pools = []
+    real_pool = prep.ProcessPoolExecutor
+    monkeypatch.setattr(prep, "ProcessPoolExecutor", lambda *a, **k: pools.append(a) or real_pool(*a, **k))
     two = prepare(_cfg("expw", tmp_path, name="two", workers=2), quiet=True)
+    assert pools == [(2,)]  # the pool really ran
     assert one.fingerprint == two.fingerprint
     for split in one.splits:
         for a, b in zip(one.load_arrays(split), two.load_arrays(split)):
