@@ -19,6 +19,8 @@ from distfer.models.classifier import FERModel
 class SwAVNet(nn.Module):
     """Encoder -> projection head -> L2 normalise -> prototype scores.
 
+    The state dict's ``encoder.*`` keys are those of ``FERModel.encoder``.
+
     Args:
         backbone: the classifier whose ``encoder`` is trained (its head is unused here).
         hidden_dim, proj_dim: projection head sizes.
@@ -27,7 +29,9 @@ class SwAVNet(nn.Module):
 
     def __init__(self, backbone: FERModel, hidden_dim: int, proj_dim: int, prototypes: int) -> None:
         super().__init__()
-        self.backbone = backbone
+        self.encoder = backbone.encoder  # the head is not part of SwAV (DDP needs every param used)
+        self.register_buffer("mean", backbone.mean.clone(), persistent=False)
+        self.register_buffer("std", backbone.std.clone(), persistent=False)
         self.projection = SwaVProjectionHead(backbone.feature_dim, hidden_dim, proj_dim)
         # prototypes are frozen by the training loop (grads dropped), not by requires_grad,
         # which DDP would not see after wrapping
@@ -42,7 +46,7 @@ class SwAVNet(nn.Module):
             while j < len(views) and views[j].shape[-1] == views[i].shape[-1]:
                 j += 1
             x = torch.cat(views[i:j])
-            z = self.projection(self.backbone.encoder(self.backbone.normalize(x)))
+            z = self.projection(self.encoder((x - self.mean) / self.std))
             z = nn.functional.normalize(z, dim=1, p=2)
             out.extend(self.prototypes(z).chunk(j - i))
             i = j

@@ -3,22 +3,11 @@
 Public API (one implementation behind the CLI and the pipeline)::
 
     from distfer.train import train_source, pretrain, adapt, embed, evaluate
+
+Importing this package does not import Ray (the stages import it when they run).
 """
 
-from __future__ import annotations
+from distfer.train.api import TrainResult, adapt, evaluate, pretrain, train_source
+from distfer.train.embedding import EmbedResult, embed
 
-from typing import Any
-
-__all__ = ["adapt", "embed", "evaluate", "pretrain", "train_source"]
-
-
-def __getattr__(name: str) -> Any:  # lazy: importing distfer.train must not import Ray
-    if name in ("train_source", "pretrain", "adapt", "evaluate"):
-        from distfer.train import api
-
-        return getattr(api, name)
-    if name == "embed":
-        from distfer.train.embed import embed
-
-        return embed
-    raise AttributeError(name)
+__all__ = ["EmbedResult", "TrainResult", "adapt", "embed", "evaluate", "pretrain", "train_source"]

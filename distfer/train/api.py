@@ -68,9 +68,10 @@ def _finish(
 
     state = torch.load(fit_result.checkpoint_dir / STATE_FILE, map_location="cpu", weights_only=True)
     sd = state["model"]
-    if stage == "pretrain":  # SwAVNet state: keep the backbone only
-        sd = {k[len("backbone."):]: v for k, v in sd.items() if k.startswith("backbone.")}
-    model.load_state_dict(sd)
+    if stage == "pretrain":  # SwAVNet state: keep the encoder; the head stays freshly initialised
+        model.encoder.load_state_dict({k[8:]: v for k, v in sd.items() if k.startswith("encoder.")})
+    else:
+        model.load_state_dict(sd)
     history = fit_result.history or list(state["history"])
     out = ensure_output_dir(cfg.out, what=f"{stage} output folder")
     path = save_model(model, out / MODEL_FILE, kind=kind, info={**info, "final": history[-1]})

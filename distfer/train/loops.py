@@ -93,8 +93,8 @@ def pseudo_targets(cfg: AdaptConfig, index: np.ndarray) -> tuple[np.ndarray, np.
     order = np.argsort(index)
     pos = order[np.searchsorted(index[order], table["index"].to_numpy(np.int64))]
     if cfg.targets == "soft":
-        return pos, np.stack(table["soft"].to_numpy()).astype(np.float32)
-    return pos, table["label"].to_numpy(np.int64)
+        return pos, np.array(np.stack(table["soft"].to_numpy()), dtype=np.float32)
+    return pos, np.array(table["label"].to_numpy(), dtype=np.int64)
 
 
 def adapt_model(cfg: AdaptConfig) -> FERModel:
@@ -103,11 +103,8 @@ def adapt_model(cfg: AdaptConfig) -> FERModel:
     model = FERModel(meta["arch"], init.num_classes, weight_norm=cfg.weight_norm,
                      input_size=meta["input_size"], mean=meta["mean"], std=meta["std"])
     model.encoder.load_state_dict(init.encoder.state_dict())
-    if cfg.keep_head:
-        if cfg.weight_norm != meta["weight_norm"]:
-            model.head = init.head  # the checkpoint's own head, weight norm as it was trained
-        else:
-            model.head.load_state_dict(init.head.state_dict())
+    if cfg.keep_head:  # the checkpoint's own head (weight norm as it was trained)
+        model.head, model.use_weight_norm = init.head, bool(meta["weight_norm"])
     return model
 
 
