@@ -45,6 +45,34 @@ def _add_config_flag(p: argparse.ArgumentParser) -> None:
 # ---- subcommands (one _add_<stage> function each, in pipeline order) -------------------
 
 
+def _synth(args: argparse.Namespace) -> int:
+    from distfer.config import SynthConfig
+    from distfer.data.synth import generate, read_meta
+
+    keys = ["out", "preset", "seed", "image_size", "source_train", "source_test", "target_train",
+            "target_val", "workers", "overwrite"]
+    out = generate(build_config(SynthConfig, args, keys))
+    metas = read_meta(out)
+    _print_json({layout: {"root": str(out / layout), "splits": m["splits"]} for layout, m in metas.items()})
+    return 0
+
+
+def _add_synth(sub: Any) -> None:
+    p = sub.add_parser("synth", help="write the embedded synthetic benchmark (RAF-DB + SFEW 2.0 layouts)")
+    p.add_argument("--out", metavar="DIR", help="writes DIR/rafdb (source) and DIR/sfew (target)")
+    p.add_argument("--preset", choices=["tiny", "quick", "full"], help="sizes (default quick)")
+    p.add_argument("--seed", type=int, help="random seed (default 0); same seed -> identical files")
+    p.add_argument("--image-size", type=int, metavar="N", help="written images are N x N (default 64)")
+    p.add_argument("--source-train", type=int, metavar="N", help="override the preset's RAF-DB train count")
+    p.add_argument("--source-test", type=int, metavar="N", help="override the preset's RAF-DB test count")
+    p.add_argument("--target-train", type=int, metavar="N", help="override the preset's SFEW Train count")
+    p.add_argument("--target-val", type=int, metavar="N", help="override the preset's SFEW Val count")
+    p.add_argument("--workers", type=int, metavar="N", help="rendering processes (default 2)")
+    p.add_argument("--overwrite", action="store_true", default=None, help="replace a different existing output")
+    _add_config_flag(p)
+    p.set_defaults(func=_synth)
+
+
 def _class_map(items: Sequence[str] | None) -> dict[str, str] | None:
     """``["Angry=Anger", "0=ignore"]`` -> ``{"Angry": "Anger", "0": "ignore"}``."""
     from distfer.errors import ConfigError
@@ -103,7 +131,7 @@ def _pseudo_label(args: argparse.Namespace) -> int:
         from distfer.errors import ConfigError
 
         raise ConfigError("pseudo-label needs --features F (.npy or Parquet embedding dir) and --out OUT.parquet")
-    output = run(cfg, args.features, args.out, logits=args.logits, assignments=args.assignments)
+    output = run(cfg, args.features, args.out, logits=args.logits, assignments=args.assignments, progress=True)
     s = output.stats
     _print_json({"out": args.out, "selected": s.selected, "selected_fraction": s.selected_fraction,
                  "per_class_after": s.per_class_after, "accuracy_selected": s.accuracy_selected,
@@ -136,7 +164,7 @@ def _add_pseudo_label(sub: Any) -> None:
     p.set_defaults(func=_pseudo_label)
 
 
-_SUBCOMMANDS: list[Callable[[Any], None]] = [_add_prepare, _add_pseudo_label]
+_SUBCOMMANDS: list[Callable[[Any], None]] = [_add_synth, _add_prepare, _add_pseudo_label]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -14,10 +14,12 @@ a restarted shard re-reads its files and gives identical answers.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
-import os
-from collections.abc import Sequence
+import time
+import uuid
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,16 +27,11 @@ import numpy as np
 import ray
 
 from distfer.clustering import kmeans as km
-from distfer.clustering.embeddings import (
-    embedding_files,
-    feature_matrix,
-    feature_sources,
-    read_columns,
-)
+from distfer.clustering.embeddings import embedding_files
+from distfer.clustering.shard import ShardData
 from distfer.errors import DataError
-from distfer.pseudo.labels import class_histogram
 
-__all__ = ["IndexShard", "ShardedIndex", "exclude_token"]
+__all__ = ["IndexShard", "ShardedIndex", "exclude_token", "temporary_index"]
 
 log = logging.getLogger(__name__)
 NAMESPACE = "distfer"
@@ -48,78 +45,8 @@ def exclude_token(exclude: np.ndarray | None) -> str:
     return hashlib.sha256(ids.tobytes()).hexdigest()[:16]
 
 
-@ray.remote
-class IndexShard:
-    """One shard: its rows' prepared features (per column), ids, teacher predictions, labels."""
-
-    def __init__(self, files: list[str], threads: int | None = None, device: str = "auto") -> None:
-        import faiss
-
-        if threads:
-            faiss.omp_set_num_threads(int(threads))
-        self._files = files
-        self._device = device
-        base = read_columns(files, ["index", "logits"], optional=["label"])
-        self._index = base["index"].astype(np.int64)
-        self._pred = np.argmax(base["logits"], axis=1).astype(np.int64)
-        self._label = base["label"].astype(np.int64) if "label" in base else np.full(len(self._index), -1)
-        self._x: dict[tuple[str, str], np.ndarray] = {}
-        self._masks: dict[str, np.ndarray] = {}
-
-    def _features(self, column: str, prep: str, token: str, exclude: np.ndarray | None) -> np.ndarray:
-        key = (column, prep)
-        if key not in self._x:
-            cols = read_columns(self._files, feature_sources(column))
-            x = feature_matrix(cols, column)
-            km.check_finite(x, f"embedding shard {self._files[0]} column {column!r}")
-            self._x[key] = km.prepare_features(x, prep)
-        x = self._x[key]
-        mask = self._mask(token, exclude)
-        return x if mask is None else x[mask]
-
-    def _mask(self, token: str, exclude: np.ndarray | None) -> np.ndarray | None:
-        if not token:
-            return None
-        if token not in self._masks:
-            self._masks[token] = ~np.isin(self._index, exclude)
-        return self._masks[token]
-
-    def info(self) -> dict[str, Any]:
-        import psutil
-
-        return {"rows": len(self._index), "files": self._files, "pid": os.getpid(),
-                "rss": psutil.Process().memory_info().rss,
-                "peak_rss": _peak_rss(), "columns": [f"{c}/{p}" for c, p in self._x]}
-
-    def count(self, column: str, prep: str, token: str, exclude: np.ndarray | None) -> tuple[int, int]:
-        x = self._features(column, prep, token, exclude)
-        return x.shape[0], x.shape[1]
-
-    def rows(self, column: str, prep: str, token: str, exclude: np.ndarray | None, pos: np.ndarray) -> np.ndarray:
-        return self._features(column, prep, token, exclude)[pos]
-
-    def step(self, column: str, prep: str, token: str, exclude: np.ndarray | None,
-             centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
-        x = self._features(column, prep, token, exclude)
-        labels, dist = km.assign(x, centroids, self._device)
-        return km.partial_sums(x, labels, dist, len(centroids))
-
-    def table(self, column: str, prep: str, token: str, exclude: np.ndarray | None,
-              centroids: np.ndarray) -> dict[str, np.ndarray]:
-        x = self._features(column, prep, token, exclude)
-        labels, dist = km.assign(x, centroids, self._device)
-        mask = self._mask(token, exclude)
-        sel = slice(None) if mask is None else mask
-        pred = self._pred[sel]
-        return {"index": self._index[sel], "cluster": labels, "predictions": pred,
-                "labels": self._label[sel], "inertia": float(dist.astype(np.float64).sum()),
-                "histogram": class_histogram(labels, pred, len(centroids))}
-
-
-def _peak_rss() -> int:
-    import resource
-
-    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+#: the shard actor: :class:`~distfer.clustering.shard.ShardData` run by Ray
+IndexShard = ray.remote(ShardData)
 
 
 @ray.remote
@@ -168,8 +95,9 @@ class _Coordinator:
         for i, part in enumerate(parts):
             sample[which == i] = part
         cent = km.init_centroids(sample, k, seed, init)
-        history, splits = [], 0
+        history, seconds, splits = [], [], 0
         for it in range(niter):
+            t0 = time.perf_counter()
             ref = ray.put(cent)
             outs = ray.get([s.step.remote(column, prep, token, ex, ref) for s in self._shards])
             sums = outs[0][0].copy()
@@ -180,8 +108,10 @@ class _Coordinator:
             history.append(float(sum(o[2] for o in outs)))
             cent, n_split = km.update(sums, counts, seed=seed, iteration=it, spherical=spherical)
             splits += n_split
+            seconds.append(time.perf_counter() - t0)
             log.info("k-means %s K=%d iteration %d/%d inertia %.6g", column, k, it + 1, niter, history[-1])
-        result = {"centroids": cent, "history": np.asarray(history), "splits": splits, "n": n}
+        result = {"centroids": cent, "history": np.asarray(history), "splits": splits, "n": n,
+                  "seconds": np.asarray(seconds)}
         self._cache[key] = result
         return result
 
@@ -308,8 +238,8 @@ class ShardedIndex:
         return ray.get(self._coord.table.remote(*self._args(k, **_kw(kw))))["histogram"]
 
     def result(self, k: int, **kw: Any) -> dict[str, Any]:
-        """Everything cached for one request: ``centroids, history, splits, n, table,
-        inertia, histogram``."""
+        """Everything cached for one request: ``centroids, history, seconds`` (per Lloyd
+        iteration), ``splits, n, table, inertia, histogram``."""
         return ray.get(self._coord.table.remote(*self._args(k, **_kw(kw))))
 
     def info(self) -> list[dict[str, Any]]:
@@ -334,3 +264,24 @@ def _kw(kw: dict[str, Any]) -> dict[str, Any]:
         raise TypeError(f"unexpected argument(s) {sorted(bad)}; allowed: {sorted(allowed)}")
     return {"column": "features", "prep": "append_one", "niter": 20, "seed": 0, "spherical": False,
             "init": "random", "exclude": None, **kw}
+
+
+@contextlib.contextmanager
+def temporary_index(source: str | Path, num_shards: int, *, device: str = "auto",
+                    name: str | None = None) -> Iterator[ShardedIndex]:
+    """A ShardedIndex for one job: starts a local Ray if none is running, and shuts down the
+    group (unless ``name`` is given, i.e. the group is shared) and that Ray afterwards."""
+    started = not ray.is_initialized()
+    if started:
+        ray.init(namespace=NAMESPACE, log_to_driver=False)
+    try:
+        index = ShardedIndex.create(name or f"pseudo-{uuid.uuid4().hex[:8]}", source, num_shards,
+                                    detached=name is not None, device=device)
+        try:
+            yield index
+        finally:
+            if name is None:
+                index.shutdown()
+    finally:
+        if started:
+            ray.shutdown()

@@ -7,9 +7,11 @@ One implementation behind the Python API (:func:`pseudo_label`, :func:`pseudo_la
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import json
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +71,7 @@ def pseudo_label(
     index: np.ndarray | None = None,
     true_labels: np.ndarray | None = None,
     assignments: np.ndarray | None = None,
+    progress: bool = False,
 ) -> PseudoLabelOutput:
     """Pseudo-label in-process.
 
@@ -80,6 +83,7 @@ def pseudo_label(
         index: int64 [N] stable sample ids (default ``arange(N)``).
         true_labels: int [N] (-1 unknown), only reported as accuracy in the stats.
         assignments: int [N] cluster ids; skips k-means in the first round.
+        progress: show a progress bar of the k-means iterations (on stderr).
 
     Raises:
         DataError: shape/length mismatch, NaN/inf, K > N, bad assignments.
@@ -120,8 +124,9 @@ def pseudo_label(
             if k > len(rows):
                 raise DataError(f"round {t + 1}: {len(rows)} samples left for {k} clusters; "
                                 "lower iter_clusters or clusters")
-            r = km.kmeans(x[rows], k, niter=cfg.niter, seed=cfg.seed + t, spherical=cfg.spherical,
-                          init=cfg.init, device=cfg.device)
+            with _progress(progress, f"k-means K={k} round {t + 1}/{cfg.iter_clusters}", cfg.niter) as step:
+                r = km.kmeans(x[rows], k, niter=cfg.niter, seed=cfg.seed + t, spherical=cfg.spherical,
+                              init=cfg.init, device=cfg.device, progress=step)
             cluster = r.assignments
             inertia.append(r.inertia)
         return purity_labels(cluster, preds[rows], k, soft=cfg.mode == "soft-purity",
@@ -132,6 +137,20 @@ def pseudo_label(
     stats = selection_stats(res, sel, mode=cfg.mode, spec=cfg.select, rounds=cfg.iter_clusters,
                             true_labels=true_labels, inertia=inertia[0] if inertia else None)
     return PseudoLabelOutput(index, res, sel, stats)
+
+
+@contextlib.contextmanager
+def _progress(show: bool, what: str, total: int) -> Iterator[Callable[[int, float], None] | None]:
+    """A rich progress bar on stderr whose callback takes ``(iteration, inertia)``."""
+    if not show:
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import Progress
+
+    with Progress(console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(what, total=total)
+        yield lambda it, inertia: bar.update(task, completed=it + 1, description=f"{what} inertia {inertia:.5g}")
 
 
 def pseudo_label_sharded(sharded: Any, cfg: PseudoLabelConfig) -> PseudoLabelOutput:
@@ -218,6 +237,7 @@ def run(
     logits: str | Path | None = None,
     assignments: str | Path | None = None,
     index_name: str | None = None,
+    progress: bool = False,
 ) -> PseudoLabelOutput:
     """Load inputs, pseudo-label (in-process, or over ``cfg.shards`` Ray index actors), write.
 
@@ -227,7 +247,9 @@ def run(
         out: output ``.parquet`` path (stats JSON goes beside it).
         logits: ``.npy`` [N, 7] (Parquet inputs carry their own ``logits`` column).
         assignments: ``.npy`` int [N] cluster ids (skips k-means).
-        index_name: name of the actor group when ``cfg.shards > 0`` (default: a fresh one).
+        index_name: name of a shared (detached, kept) actor group when ``cfg.shards > 0``
+            (default: a fresh group, shut down afterwards).
+        progress: show k-means progress on stderr.
 
     Raises:
         DataError: bad inputs (see :func:`pseudo_label`), or shards asked for with ``.npy`` inputs.
@@ -241,24 +263,12 @@ def run(
         if Path(features).suffix == ".npy":
             raise DataError("--shards needs Parquet embedding shards as --features, not a .npy file; "
                             "drop --shards to cluster in-process")
-        import uuid
 
-        import ray
 
-        from distfer.clustering.index import ShardedIndex
+        from distfer.clustering.index import temporary_index
 
-        started = not ray.is_initialized()
-        if started:
-            ray.init(namespace="distfer", log_to_driver=False)
-        name = index_name or f"pseudo-{uuid.uuid4().hex[:8]}"
-        sharded = ShardedIndex.create(name, features, cfg.shards, detached=False, device=cfg.device)
-        try:
+        with temporary_index(features, cfg.shards, device=cfg.device, name=index_name) as sharded:
             output = pseudo_label_sharded(sharded, cfg)
-        finally:
-            if index_name is None:
-                sharded.shutdown()
-            if started:
-                ray.shutdown()
     else:
         emb = load_embeddings(features, logits, column=cfg.column)
         if emb.logits is None:
@@ -267,6 +277,6 @@ def run(
         if assignments is not None:
             a = np.load(Path(assignments).expanduser(), allow_pickle=False)
         output = pseudo_label(emb.features, emb.logits, cfg, index=emb.index, true_labels=emb.labels,
-                              assignments=a)
+                              assignments=a, progress=progress)
     write_table(out, output, cfg)
     return output
