@@ -164,7 +164,163 @@ def _add_pseudo_label(sub: Any) -> None:
     p.set_defaults(func=_pseudo_label)
 
 
-_SUBCOMMANDS: list[Callable[[Any], None]] = [_add_synth, _add_prepare, _add_pseudo_label]
+
+# ---- training stages (owner: training): train-source, pretrain, embed, adapt, evaluate ----
+_TRAINER_FLAGS = {"workers": "num_workers", "cpus_per_worker": "cpus_per_worker", "use_gpu": "use_gpu",
+                  "storage_path": "storage_path", "max_failures": "max_failures"}
+
+
+def _train_config(cls: Any, stage: str, args: argparse.Namespace, keys: Sequence[str]) -> Any:
+    """Preset (``--preset``) < ``--config`` YAML < flags; trainer flags merge into ``trainer``."""
+    from distfer.config import load_yaml_mapping
+    from distfer.train import presets
+
+    data: dict[str, Any] = presets.get(args.preset, stage) if getattr(args, "preset", None) else {}
+    if getattr(args, "config", None):
+        for k, v in load_yaml_mapping(args.config).items():
+            data[k] = {**data.get(k, {}), **v} if isinstance(v, dict) and isinstance(data.get(k), dict) else v
+    data.update(_overrides(args, keys))
+    trainer = {dst: getattr(args, src) for src, dst in _TRAINER_FLAGS.items() if getattr(args, src, None) is not None}
+    if trainer:
+        data["trainer"] = {**dict(data.get("trainer") or {}), **trainer}
+    return cls.from_dict(data)
+
+
+def _add_train_flags(p: argparse.ArgumentParser, *, trainer: bool = True) -> None:
+    p.add_argument("--preset", choices=["quick", "paper"], help="start from a preset (flags override it)")
+    if trainer:
+        p.add_argument("--workers", type=int, metavar="N", help="Ray Train workers (default 1)")
+        p.add_argument("--cpus-per-worker", type=float, metavar="C", help="CPUs per worker (default 1)")
+        p.add_argument("--use-gpu", action="store_true", default=None, help="a GPU per worker (NCCL)")
+        p.add_argument("--storage-path", metavar="DIR", help="Ray Train run storage (checkpoints; resume)")
+        p.add_argument("--max-failures", type=int, metavar="N", help="worker-group restarts allowed")
+        p.add_argument("--run-name", help="Ray Train run name (same name + storage resumes)")
+        p.add_argument("--epochs", type=int, help="training epochs")
+        p.add_argument("--batch-size", type=int, help="batch size per worker")
+        p.add_argument("--lr", type=float, help="learning rate")
+        p.add_argument("--seed", type=int, help="random seed")
+    _add_config_flag(p)
+
+
+def _print_train(res: Any) -> int:
+    _print_json({"model": str(res.model_path), "start_epoch": res.start_epoch, "final": res.final,
+                 "run": res.run_path})
+    return 0
+
+
+_COMMON_TRAIN_KEYS = ["store", "out", "epochs", "batch_size", "lr", "seed", "run_name"]
+
+
+def _train_source_cmd(args: argparse.Namespace) -> int:
+    from distfer.config import TrainSourceConfig
+    from distfer.train import train_source
+
+    keys = [*_COMMON_TRAIN_KEYS, "arch", "schedule", "label_smoothing", "weight_norm"]
+    return _print_train(train_source(_train_config(TrainSourceConfig, "train-source", args, keys)))
+
+
+def _add_train_source(sub: Any) -> None:
+    p = sub.add_parser("train-source", help="train the supervised source model on Ray Train")
+    p.add_argument("--store", metavar="STORE", help="labelled source FaceStore folder")
+    p.add_argument("--out", metavar="DIR", help="writes DIR/model.pt and DIR/history.json")
+    p.add_argument("--arch", help="backbone: small, resnet18[_small], resnet34[_small], resnet50[_small]")
+    p.add_argument("--schedule", choices=["cosine", "exponential", "constant"], help="LR schedule")
+    p.add_argument("--label-smoothing", type=float, help="label smoothing (default 0.1)")
+    p.add_argument("--weight-norm", action="store_true", default=None, help="weight-normalised head")
+    _add_train_flags(p)
+    p.set_defaults(func=_train_source_cmd)
+
+
+def _pretrain_cmd(args: argparse.Namespace) -> int:
+    from distfer.config import PretrainConfig
+    from distfer.train import pretrain
+
+    keys = [*_COMMON_TRAIN_KEYS, "arch", "init", "prototypes", "local_crops", "global_size", "local_size"]
+    return _print_train(pretrain(_train_config(PretrainConfig, "pretrain", args, keys)))
+
+
+def _add_pretrain(sub: Any) -> None:
+    p = sub.add_parser("pretrain", help="SwAV self-supervised pretraining on the target store")
+    p.add_argument("--store", metavar="STORE", help="target FaceStore folder (labels unused)")
+    p.add_argument("--out", metavar="DIR", help="writes DIR/model.pt (kind ssl) and DIR/history.json")
+    p.add_argument("--arch", help="backbone (see train-source)")
+    p.add_argument("--init", metavar="MODEL", help="start the encoder from this model.pt")
+    p.add_argument("--prototypes", type=int, help="SwAV prototypes (5000 in the paper)")
+    p.add_argument("--local-crops", type=int, help="number of low-resolution crops")
+    p.add_argument("--global-size", type=int, help="global crop size (default: the store's)")
+    p.add_argument("--local-size", type=int, help="local crop size (default: half the global)")
+    _add_train_flags(p)
+    p.set_defaults(func=_pretrain_cmd)
+
+
+def _embed_cmd(args: argparse.Namespace) -> int:
+    from distfer.config import EmbedConfig
+    from distfer.train import embed
+
+    keys = ["store", "teacher", "encoder", "out", "splits", "batch_size", "num_actors", "cpus_per_actor", "use_gpu"]
+    res = embed(_train_config(EmbedConfig, "embed", args, keys))
+    _print_json({"out": str(res.out), "splits": {s: str(d) for s, d in res.dirs.items()}})
+    return 0
+
+
+def _add_embed(sub: Any) -> None:
+    p = sub.add_parser("embed", help="teacher logits/features (+ SSL features) into Parquet shards")
+    p.add_argument("--store", metavar="STORE", help="target FaceStore folder")
+    p.add_argument("--teacher", metavar="MODEL", help="source model.pt (or a torchvision ResNet state dict)")
+    p.add_argument("--encoder", metavar="MODEL", help="SSL model.pt: adds ssl_features")
+    p.add_argument("--out", metavar="DIR", help="writes DIR/<split>/part-*.parquet")
+    p.add_argument("--splits", nargs="+", help="splits to embed (default train val)")
+    p.add_argument("--batch-size", type=int, help="rows per actor batch (default 256)")
+    p.add_argument("--num-actors", type=int, help="actor pool size (default 2)")
+    p.add_argument("--cpus-per-actor", type=float, help="CPUs per actor (default 0.5)")
+    p.add_argument("--use-gpu", action="store_true", default=None, help="a GPU per actor")
+    _add_train_flags(p, trainer=False)
+    p.set_defaults(func=_embed_cmd)
+
+
+def _adapt_cmd(args: argparse.Namespace) -> int:
+    from distfer.config import AdaptConfig
+    from distfer.train import adapt
+
+    keys = [*_COMMON_TRAIN_KEYS, "init", "pseudo", "targets", "mixup_alpha", "mixaug", "keep_head", "weight_norm"]
+    return _print_train(adapt(_train_config(AdaptConfig, "adapt", args, keys)))
+
+
+def _add_adapt(sub: Any) -> None:
+    p = sub.add_parser("adapt", help="fine-tune an encoder + fresh head on selected pseudo-labels")
+    p.add_argument("--store", metavar="STORE", help="target FaceStore folder")
+    p.add_argument("--init", metavar="MODEL", help="SSL (or source) model.pt whose encoder starts adaptation")
+    p.add_argument("--pseudo", metavar="FILE", help="pseudo-label Parquet (index, label, soft, selected, ...)")
+    p.add_argument("--out", metavar="DIR", help="writes DIR/model.pt (kind adapted) and DIR/history.json")
+    p.add_argument("--targets", choices=["hard", "soft"], help="hard labels (CE) or soft (KL)")
+    p.add_argument("--mixup-alpha", type=float, help="mixup Beta(a, a); 0 disables (default 0.2)")
+    p.add_argument("--mixaug", type=float, help="weight of the mixed batch's loss on its dominant labels")
+    p.add_argument("--keep-head", action="store_true", default=None, help="keep the init model's head")
+    p.add_argument("--weight-norm", action="store_true", default=None, help="weight-normalised head")
+    _add_train_flags(p)
+    p.set_defaults(func=_adapt_cmd)
+
+
+def _evaluate_cmd(args: argparse.Namespace) -> int:
+    from distfer.config import EvaluateConfig
+    from distfer.train import evaluate
+
+    m = evaluate(_train_config(EvaluateConfig, "evaluate", args, ["store", "model", "split", "out", "batch_size"]))
+    _print_json({k: m[k] for k in ("accuracy", "macro_f1", "mean_class_accuracy", "per_class_accuracy", "n", "out")})
+    return 0
+
+
+def _add_evaluate(sub: Any) -> None:
+    p = sub.add_parser("evaluate", help="accuracy, macro-F1, per-class accuracy, confusion matrix")
+    p.add_argument("--store", metavar="STORE", help="FaceStore folder")
+    p.add_argument("--model", metavar="MODEL", help="model.pt to evaluate")
+    p.add_argument("--split", help="split (default val)")
+    p.add_argument("--out", metavar="FILE.json", help="metrics JSON (default next to the model)")
+    p.add_argument("--batch-size", type=int, help="inference batch size (default 256)")
+    _add_config_flag(p)
+    p.set_defaults(func=_evaluate_cmd)
+
+_SUBCOMMANDS: list[Callable[[Any], None]] = [_add_synth, _add_prepare, _add_train_source, _add_pretrain, _add_embed, _add_pseudo_label, _add_adapt, _add_evaluate]
 
 
 def build_parser() -> argparse.ArgumentParser:
