@@ -159,6 +159,13 @@ def test_sfew_layouts_and_folder_names(tmp_path, nested):
     assert len(listing.ignored) == (1 if nested else 0)
 
 
+def test_sfew_picks_the_subfolder_that_holds_classes(tmp_path):
+    make_sfew(tmp_path)
+    _img(tmp_path / "Train" / "Train_Original" / "x.png", 10)  # a sibling without class folders
+    listing = read_dataset("sfew", tmp_path)
+    assert sum(r.split == "train" for r in listing.records) == 14
+
+
 def test_sfew_unknown_class_folder_lists_allowed(tmp_path):
     make_sfew(tmp_path)
     (tmp_path / "Train" / "Train_Aligned_Faces" / "Contempt").mkdir()

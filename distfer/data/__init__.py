@@ -12,6 +12,10 @@ __all__ = ["FaceStore", "FaceDataset", "prepare"]
 
 
 def __getattr__(name: str) -> Any:
+    if name == "FaceDataset":
+        from distfer.data.views import FaceDataset
+
+        return FaceDataset
     if name in __all__:
         from distfer.data import store
 

@@ -20,8 +20,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-import torch
-from torch.utils.data import Dataset
 
 from distfer.classes import CLASSES
 from distfer.data.formats.base import SPLITS
@@ -34,8 +32,17 @@ if TYPE_CHECKING:
     from rich.table import Table
 
     from distfer.config import PrepareConfig
+    from distfer.data.views import FaceDataset
 
 META_FILE = "meta.json"
+
+
+def __getattr__(name: str) -> Any:  # FaceDataset lives in views.py so that torch loads lazily
+    if name == "FaceDataset":
+        from distfer.data.views import FaceDataset
+
+        return FaceDataset
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def prepare(cfg: PrepareConfig, *, quiet: bool = False) -> FaceStore:
@@ -43,34 +50,6 @@ def prepare(cfg: PrepareConfig, *, quiet: bool = False) -> FaceStore:
     from distfer.data.prepare import prepare as _prepare
 
     return _prepare(cfg, quiet=quiet)
-
-
-class FaceDataset(Dataset):
-    """A torch map-style dataset over one split of a store, held in memory.
-
-    Items are ``(image, label, index)``: ``image`` is a float tensor [3, H, W] in [0, 1] when
-    ``transform`` is None, else ``transform(uint8 array [H, W, 3])``; ``label`` is the
-    canonical id (-1 unknown) and ``index`` the store's stable row index.
-
-    Attributes:
-        images: uint8 [N, H, W, 3]. labels: int64 [N]. indices: int64 [N].
-    """
-
-    def __init__(
-        self, images: np.ndarray, labels: np.ndarray, indices: np.ndarray, transform: Callable[[np.ndarray], Any] | None = None
-    ) -> None:
-        self.images, self.labels, self.indices, self.transform = images, labels, indices, transform
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, i: int) -> tuple[Any, int, int]:
-        img = self.images[i]
-        if self.transform is None:
-            out: Any = torch.from_numpy(img).permute(2, 0, 1).float().div_(255.0)
-        else:
-            out = self.transform(img)
-        return out, int(self.labels[i]), int(self.indices[i])
 
 
 class FaceStore:
@@ -166,7 +145,9 @@ class FaceStore:
         return out_images, np.concatenate(labels), np.concatenate(index)
 
     def torch_dataset(self, split: str, transform: Callable[[np.ndarray], Any] | None = None) -> FaceDataset:
-        """A torch ``Dataset`` over ``split`` (loaded once into memory)."""
+        """A torch ``Dataset`` over ``split`` (loaded once into memory); see :class:`FaceDataset`."""
+        from distfer.data.views import FaceDataset
+
         return FaceDataset(*self.load_arrays(split), transform=transform)
 
     def ray_dataset(self, split: str) -> ray.data.Dataset:
@@ -179,7 +160,7 @@ class FaceStore:
         """A rich table: one row per class (plus unknown and total), one column per split."""
         from rich.table import Table
 
-        table = Table(title=f"{self.path} ({self.format}, {self.image_size}x{self.image_size})")
+        table = Table(title=f"{self.path.name}: {self.format}, {self.image_size}x{self.image_size} px")
         table.add_column("class")
         for s in self.splits:
             table.add_column(s, justify="right")

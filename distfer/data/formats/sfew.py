@@ -40,8 +40,11 @@ def class_folders(split_dir: Path, class_map: dict[str, str]) -> list[Path]:
             names), or no class folders are found.
     """
     level = subdirs(split_dir)
-    if len(level) == 1 and not is_class_folder(level[0].name, class_map):
-        level = subdirs(level[0])  # e.g. Train/Train_Aligned_Faces/<Class>
+    if level and not any(is_class_folder(d.name, class_map) for d in level):
+        # one level down, e.g. Train/Train_Aligned_Faces/<Class>: the sub-folder holding classes
+        holders = [d for d in level if any(is_class_folder(c.name, class_map) for c in subdirs(d))]
+        if len(holders) == 1 or len(level) == 1:
+            level = subdirs((holders or level)[0])
     if not level:
         raise DataError(f"sfew: {split_dir} holds no class folders (Angry, Disgust, ...); check the layout")
     for d in level:
