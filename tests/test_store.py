@@ -193,6 +193,17 @@ def test_process_pool_gives_the_same_store(tmp_path, monkeypatch):
     monkeypatch.setattr(prep, "ProcessPoolExecutor", lambda *a, **k: pools.append(a) or real_pool(*a, **k))
     two = prepare(_cfg("expw", tmp_path, name="two", workers=2), quiet=True)
     assert pools == [(2,)]  # the pool really ran
+    made = []
+    monkeypatch.setattr(prep, "ProcessPoolExecutor", lambda *a, **k: made.append(real_pool(*a, **k)) or made[-1])
+    (tmp_path / "data" / "image" / "origin" / "img_039.png").write_bytes(b"garbage")
+    try:
+        prepare(_cfg("expw", tmp_path, name="three", workers=2), quiet=True)
+    except DataError as e:  # while the error (and its traceback) is alive, the pool is already shut
+        assert "img_039.png" in str(e)
+        with pytest.raises(RuntimeError, match="after shutdown"):
+            made[0].submit(print)
+    else:
+        pytest.fail("a corrupt image must raise DataError")
     assert one.fingerprint == two.fingerprint
     for split in one.splits:
         for a, b in zip(one.load_arrays(split), two.load_arrays(split)):

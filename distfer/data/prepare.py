@@ -11,6 +11,7 @@ path, size and mtime; a re-run with the same fingerprint does nothing.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -193,9 +194,11 @@ def _write(tmp: Path, listing: Listing, cfg: PrepareConfig, fingerprint: str, co
     writers: dict[str, _ShardWriter] = {}
     bad: list[str] = []
     columns = [TextColumn("prepare {task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
-    with Progress(*columns, console=console, transient=True) as progress:
+    with contextlib.ExitStack() as stack:
+        progress = stack.enter_context(Progress(*columns, console=console, transient=True))
         task = progress.add_task(f"{cfg.format} -> {cfg.size}px", total=len(records))
-        for (a, b), (images, errors) in zip(ranges, _decoded(records, ranges, cfg, workers)):
+        decoded = stack.enter_context(contextlib.closing(_decoded(records, ranges, cfg, workers)))
+        for (a, b), (images, errors) in zip(ranges, decoded):  # closing: an error stops the pool now
             for i, reason in errors:
                 r = records[a + i]
                 if not cfg.skip_bad:
