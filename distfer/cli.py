@@ -343,6 +343,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result = args.func(args)
     except DistferError as e:
+        while isinstance(getattr(e, "cause", None), DistferError):
+            e = e.cause  # raised inside a Ray actor/task: print the user's error, not Ray's traceback
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -96,6 +96,12 @@ def ensure_output_dir(path: str | os.PathLike[str], *, what: str = "output direc
         raise DataError(f"cannot create {what} {p}: {e.strerror}; choose a writable location") from e
     if not os.access(p, os.W_OK | os.X_OK):
         raise DataError(f"{what} {p} is not writable; fix its permissions or choose another path")
+    try:  # os.access says yes to root everywhere; /sys, read-only mounts etc. still refuse
+        fd, probe = tempfile.mkstemp(prefix=".distfer-probe-", dir=p)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise DataError(f"{what} {p} is not writable ({e.strerror}); choose a writable location") from e
     return p
 
 
