@@ -548,7 +548,8 @@ class PrepareConfig(Config):
             many) instead of failing.
         workers: decoding processes (default: all CPU cores); does not change the result.
         class_map: folder name -> class name (any spelling) or ``ignore``, for the folder-based
-            formats (``imagefolder``, ``sfew``); default: folders named after the 7 classes.
+            formats (``imagefolder``, ``sfew``); folders not in it must be named after the 7
+            classes (any common spelling).
         image_encoding: ``raw`` (uint8 HxWx3 bytes, fastest to read) or ``png`` (smaller).
         val_fraction: the share of images put into ``val`` for formats without an official
             split (ExpW), chosen per image file by a seeded hash.

@@ -319,6 +319,11 @@ def test_imagefolder_class_map_and_ignore(tmp_path):
     assert sorted(names(listing, "train")) == ["Anger", "Anger", "Happiness", "Happiness"]
     with pytest.raises(DataError, match=r"unknown class folder '0'; allowed names: Surprise"):
         read_dataset("imagefolder", root)  # no map: '0' is not a class name
+    _img(root / "val" / "Sad" / "x.png", 10)  # folders outside the map: the class spellings
+    listing = read_dataset("imagefolder", root, ReadOptions(class_map=IMAGEFOLDER_MAP))
+    assert sorted(names(listing, "val")) == ["Anger", "Anger", "Happiness", "Happiness", "Sadness"]
+    with pytest.raises(DataError, match=r"unknown class folder 'misc'; allowed names: 0, 1, Surprise"):
+        read_dataset("imagefolder", root, ReadOptions(class_map={"0": "angry", "1": "happy"}))
 
 
 def test_imagefolder_default_names_no_split_level_and_bad_split(tmp_path):

@@ -124,7 +124,10 @@ def split_name(name: str) -> str | None:
 
 
 def folder_class(name: str, class_map: dict[str, str]) -> int | None:
-    """Canonical id of a class folder; None when the map says ``ignore``.
+    """Canonical id of a class folder; None when ``class_map`` says ``ignore``.
+
+    ``class_map`` entries (folder name -> class name or ``ignore``, any case) win; other folders
+    must be spellings of the 7 classes.
 
     Raises:
         DataError: the folder is neither in ``class_map`` nor a spelling of a class.
@@ -132,17 +135,15 @@ def folder_class(name: str, class_map: dict[str, str]) -> int | None:
     for folder, cls in class_map.items():
         if folder.lower() == name.lower():
             return None if cls.lower() == "ignore" else class_id(cls)
-    if not class_map and is_class_name(name):
+    if is_class_name(name):
         return class_id(name)
-    allowed = ", ".join(class_map) if class_map else ", ".join(CLASSES)
+    allowed = ", ".join([*class_map, *CLASSES])
     how = "map it with --class-map FOLDER=CLASS (or FOLDER=ignore)"
-    raise DataError(f"unknown class folder {name!r}; allowed names: {allowed}; {how}")
+    raise DataError(f"unknown class folder {name!r}; allowed names: {allowed} (or common spellings); {how}")
 
 
 def is_class_folder(name: str, class_map: dict[str, str]) -> bool:
-    if class_map:
-        return any(folder.lower() == name.lower() for folder in class_map)
-    return is_class_name(name)
+    return any(folder.lower() == name.lower() for folder in class_map) or is_class_name(name)
 
 
 def label_from_table(raw: str, table: dict[int, int | None], where: str) -> int | None:
