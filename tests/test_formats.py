@@ -246,6 +246,14 @@ def test_affectnet_ids_drops_and_boxes(tmp_path):
             assert r.bbox == BOX
 
 
+def test_affectnet_file_without_header(tmp_path):
+    make_affectnet(tmp_path)
+    f = tmp_path / "validation.csv"
+    f.write_text("".join(f.read_text().splitlines(keepends=True)[1:]))
+    listing = read_dataset("affectnet", tmp_path)
+    assert sorted(names(listing, "val")) == sorted(AFFECTNET_IDS)
+
+
 def test_affectnet_out_of_range_and_missing_files(tmp_path):
     make_affectnet(tmp_path)
     f = tmp_path / "training.csv"

@@ -10,12 +10,15 @@ facial_landmarks, expression, valence, arousal. Faces are cropped to the box (fa
 face_width, face_height). Expression ids: 0 Neutral, 1 Happy, 2 Sad, 3 Surprise, 4 Fear,
 5 Disgust, 6 Anger, 7 Contempt, 8 None, 9 Uncertain, 10 No-Face. Contempt has no canonical
 class and 8..10 are not expressions, so those rows are dropped. ``training.csv`` -> ``train``,
-``validation.csv`` -> ``val``; at least one of them must exist.
+``validation.csv`` -> ``val``; at least one of them must exist. A file without the header row
+is read in the column order above.
 """
 
 from __future__ import annotations
 
 import csv
+import itertools
+from collections.abc import Iterable
 from pathlib import Path
 
 from distfer.classes import ANGER, DISGUST, FEAR, HAPPINESS, NEUTRAL, SADNESS, SURPRISE
@@ -34,6 +37,9 @@ LABELS: dict[int, int | None] = {
     7: None, 8: None, 9: None, 10: None,  # Contempt, None, Uncertain, No-Face: dropped
 }
 COLUMNS = ("subdirectory_filepath", "face_x", "face_y", "face_width", "face_height", "expression")
+#: column order of a file without a header row (some copies of validation.csv)
+HEADERLESS = ("subdirectory_filepath", "face_x", "face_y", "face_width", "face_height",
+              "facial_landmarks", "expression")
 
 
 def _find(root: Path, name: str) -> Path | None:
@@ -56,12 +62,17 @@ def read(root: Path, opts: ReadOptions) -> Listing:
         listing.splits.append(split)
         with path.open(newline="", encoding="utf-8-sig") as fh:
             reader = csv.reader(fh)
-            header = [h.strip().lower() for h in next(reader, [])]
+            first = next(reader, [])
+            header = [h.strip().lower() for h in first]
+            rows: Iterable[list[str]] = reader
+            start = 2
+            if len(header) >= len(HEADERLESS) and header[1].replace(".", "", 1).isdigit():
+                header, rows, start = list(HEADERLESS), itertools.chain([first], reader), 1  # no header row
             lacking = [c for c in COLUMNS if c not in header]
             if lacking:
                 raise DataError(f"{path}: missing column(s) {', '.join(lacking)}; expected the AffectNet header")
             col = {c: header.index(c) for c in COLUMNS}
-            for n, row in enumerate(reader, start=2):
+            for n, row in enumerate(rows, start=start):
                 if not row:
                     continue
                 where = f"{path}:{n}"
