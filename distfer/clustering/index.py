@@ -152,6 +152,7 @@ class ShardedIndex:
         threads: int | None = None,
         max_restarts: int = 3,
         device: str = "auto",
+        resources: dict[str, float] | None = None,
     ) -> ShardedIndex:
         """Start (or join, if it exists with the same files) the named actor group.
 
@@ -163,6 +164,8 @@ class ShardedIndex:
             num_cpus: CPUs per shard actor; num_gpus: GPUs per shard (default 1 when the Ray
                 cluster has GPUs, else 0); threads: faiss OpenMP threads per shard.
             max_restarts: restarts per actor (calls are retried as often).
+            resources: custom Ray resources per shard actor, e.g. ``{"index_shard": 1}`` with one
+                unit per GPU node (cluster.yaml) so the S shards land on S different nodes.
 
         Raises:
             DataError: fewer Parquet files than shards, or a group of that name already
@@ -182,6 +185,8 @@ class ShardedIndex:
         life = {"lifetime": "detached"} if detached else {}
         opts = {"namespace": namespace, "num_cpus": num_cpus, "num_gpus": num_gpus,
                 "max_restarts": max_restarts, "max_task_retries": max_restarts, **life}
+        if resources:
+            opts["resources"] = dict(resources)
         coord = _Coordinator.options(
             name=name, namespace=namespace, get_if_exists=True, num_cpus=0,
             max_restarts=max_restarts, max_task_retries=max_restarts, **life,
