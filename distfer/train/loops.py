@@ -10,6 +10,7 @@ labelled validation split, ``val/acc`` and ``val/macro_f1``.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
@@ -48,7 +49,7 @@ def _supervised(
     gen = torch.Generator(device=ctx.device).manual_seed(cfg.seed * 7919 + ctx.rank)
     for epoch in range(start, cfg.epochs):
         model.train()
-        total, count = 0.0, 0
+        total, count, t0 = 0.0, 0, time.perf_counter()
         for pos in C.shard_batches(len(images), cfg.batch_size, ctx, cfg.seed, epoch):
             x = supervised_augment(to_float(images[pos].to(ctx.device)), cfg.augment, gen)
             loss = loss_fn(model, x, targets[pos].to(ctx.device))
@@ -56,8 +57,10 @@ def _supervised(
             loss.backward()
             opt.step()
             total, count = total + float(loss.detach()) * len(pos), count + len(pos)
+        elapsed = time.perf_counter() - t0
         m: dict[str, Any] = {"epoch": epoch + 1, "train/loss": C.mean_across_workers(total, count, ctx),
-                             "lr": opt.param_groups[0]["lr"]}
+                             "lr": opt.param_groups[0]["lr"], "time/epoch_s": elapsed,
+                             "train/images_per_s": count * ctx.world / max(elapsed, 1e-9)}
         sched.step()
         if val is not None and ctx.rank == 0:
             m.update(C.evaluate_split(model, val[0], val[1], ctx.device))
@@ -159,7 +162,7 @@ def pretrain_loop(config: dict[str, Any]) -> dict[str, Any]:
     gen = torch.Generator(device=ctx.device).manual_seed(cfg.seed * 7919 + ctx.rank)
     for epoch in range(start, cfg.epochs):
         net.train()
-        total, count = 0.0, 0
+        total, count, t0 = 0.0, 0, time.perf_counter()
         for pos in C.shard_batches(len(images), cfg.batch_size, ctx, cfg.seed, epoch):
             raw.normalize_prototypes()
             g_views, l_views = multi_crop(to_float(images[pos].to(ctx.device)), cfg, gen)
@@ -173,7 +176,7 @@ def pretrain_loop(config: dict[str, Any]) -> dict[str, Any]:
             step += 1
             total, count = total + float(loss.detach()) * len(pos), count + len(pos)
         m = {"epoch": epoch + 1, "train/loss": C.mean_across_workers(total, count, ctx),
-             "lr": opt.param_groups[0]["lr"], "step": step}
+             "lr": opt.param_groups[0]["lr"], "step": step, "time/epoch_s": time.perf_counter() - t0}
         sched.step()
         history.append(m)
         _log(ctx, "pretrain", m, cfg.epochs)
