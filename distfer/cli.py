@@ -320,7 +320,43 @@ def _add_evaluate(sub: Any) -> None:
     _add_config_flag(p)
     p.set_defaults(func=_evaluate_cmd)
 
-_SUBCOMMANDS: list[Callable[[Any], None]] = [_add_synth, _add_prepare, _add_train_source, _add_pretrain, _add_embed, _add_pseudo_label, _add_adapt, _add_evaluate]
+def _sweep_cmd(args: argparse.Namespace) -> int:
+    from distfer.pipeline.launch import launch, overrides
+
+    real = {}
+    if args.source_root or args.target_root:
+        real = {"source_root": args.source_root, "target_root": args.target_root,
+                "source_format": args.source_format, "target_format": args.target_format}
+    return launch(args.preset, overrides(args, real), resume=args.resume)
+
+
+def _add_sweep(sub: Any) -> None:
+    from distfer.pipeline.launch import add_arguments
+
+    p = sub.add_parser("sweep", help="the whole experiment: shared stages, baselines, CluP sweep (Ray Tune + MLflow)")
+    p.add_argument("--source-format", help="source dataset format (with --source-root)")
+    p.add_argument("--source-root", help="source dataset folder (default: the embedded synthetic benchmark)")
+    p.add_argument("--target-format", help="target dataset format (with --target-root)")
+    p.add_argument("--target-root", help="target dataset folder")
+    add_arguments(p, default_preset="quick")
+    p.set_defaults(func=_sweep_cmd)
+
+
+def _ui_cmd(args: argparse.Namespace) -> int:
+    from distfer.tracking.ui import serve_ui
+
+    return serve_ui(args.output, host=args.host, port=args.port)
+
+
+def _add_ui(sub: Any) -> None:
+    p = sub.add_parser("ui", help="serve the MLflow UI of an experiment's output folder on 127.0.0.1")
+    p.add_argument("--output", required=True, metavar="DIR", help="the experiment's output folder (holds mlflow.db)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=5000, help="port (default 5000)")
+    p.set_defaults(func=_ui_cmd)
+
+
+_SUBCOMMANDS: list[Callable[[Any], None]] = [_add_synth, _add_prepare, _add_train_source, _add_pretrain, _add_embed, _add_pseudo_label, _add_adapt, _add_evaluate, _add_sweep, _add_ui]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -875,12 +875,14 @@ class ExperimentConfig(Config):
     baseline_select: str = "fraction:0.5"  # selection of the confidence/centroid baselines
     index_shards: int = 2  # IndexShard actors of the sweep's ShardedIndex
     index_cpus: float = 0.25  # CPUs per IndexShard actor
+    index_resources: dict[str, float] = dataclasses.field(default_factory=dict)  # e.g. {index_shard: 1}
     sweep: SweepConfig = dataclasses.field(default_factory=SweepConfig)
     tracking: TrackingConfig = dataclasses.field(default_factory=TrackingConfig)
     ray_address: str | None = None
     seed: int = 0
 
-    _fingerprint_exclude: ClassVar[frozenset[str]] = frozenset({"output_dir", "ray_address", "tracking"})
+    _fingerprint_exclude: ClassVar[frozenset[str]] = frozenset(
+        {"output_dir", "ray_address", "tracking", "index_cpus", "index_resources"})
 
     def validate(self) -> None:
         check_range(self, "image_size", low=8, high=4096)

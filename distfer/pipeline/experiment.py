@@ -24,6 +24,7 @@ from typing import Any
 from rich.console import Console
 
 from distfer.config import EvaluateConfig, ExperimentConfig, TrainerConfig
+from distfer.errors import ConfigError
 from distfer.fsutil import ensure_output_dir
 from distfer.pipeline import report
 from distfer.pipeline.cache import StageCache
@@ -70,6 +71,31 @@ class _Clock:
             self.cached[name] = hit
         self.console.print(f"[bold]{name}[/bold]: {'cached, ' if hit else ''}{dt:.1f} s"
                            + "".join(f"  -> {a.path}" for a in artifacts[:1]), highlight=False)
+
+
+def _check_index_resources(exp: ExperimentConfig) -> None:
+    """Fail clearly instead of waiting forever for index-shard resources the cluster lacks."""
+    import ray
+
+    have = ray.cluster_resources()
+    for key, per_shard in exp.index_resources.items():
+        if have.get(key, 0) < per_shard * exp.index_shards:
+            raise ConfigError(
+                f"index_resources asks for {per_shard} {key!r} per shard x {exp.index_shards} shards, but the "
+                f"Ray cluster has {have.get(key, 0):g}; start nodes with that resource (cluster.yaml) or set "
+                "index_resources: {} / fewer index_shards"
+            )
+
+
+def _check_inputs(exp: ExperimentConfig) -> None:
+    """Path checks before Ray starts, so a typo fails in a second."""
+    from distfer.fsutil import require_dir, require_file
+
+    for key in ("source_root", "target_root"):
+        if getattr(exp, key):
+            require_dir(getattr(exp, key), what=key.replace("_", " "))
+    if exp.source_checkpoint:
+        require_file(exp.source_checkpoint, what="source checkpoint")
 
 
 def _source_only(exp: ExperimentConfig, target: Path, teacher: Path, embeddings: Path, criterion: str,
@@ -119,6 +145,7 @@ def run_experiment(exp: ExperimentConfig, *, resume: bool = False, console: Cons
 
     console = console or Console(stderr=True)
     t_all = time.perf_counter()
+    _check_inputs(exp)
     out = ensure_output_dir(exp.output_dir)
     cache = StageCache(out / "cache")
     clock = _Clock(console)
@@ -172,8 +199,9 @@ def run_experiment(exp: ExperimentConfig, *, resume: bool = False, console: Cons
         tracker.log_metrics(parent, {"source_only/val_acc": src_only["val_acc"],
                                      "source_only/val_macro_f1": src_only["val_macro_f1"]})
         index_name = f"index-{sweep_id}"
+        _check_index_resources(exp)
         index = ShardedIndex.create(index_name, emb.path / "train", exp.index_shards, detached=True,
-                                    num_cpus=exp.index_cpus)
+                                    num_cpus=exp.index_cpus, resources=exp.index_resources or None)
         adapt_storage = out / "ray_train"
         ctx = TrialContext(
             output_dir=str(out), target_store=str(target_store.path), embeddings=str(emb.path), init=str(encoder.path),
