@@ -30,6 +30,8 @@ from distfer.fsutil import atomic_directory, ensure_output_dir, is_complete
 #: SFEW 2.0 class folder names, indexed by canonical class id.
 SFEW_FOLDERS: tuple[str, ...] = ("Surprise", "Fear", "Disgust", "Happy", "Sad", "Angry", "Neutral")
 META_FILE = "synth.json"
+#: bump whenever rendering or sampling changes, so old outputs are not mistaken for new ones
+RENDER_VERSION = 2
 _CHUNK = 100  # images per rendering task
 _SPLIT_CODE = {"train": 0, "test": 1, "val": 2}
 _DOMAIN_CODE = {"lab": 11, "wild": 23}
@@ -89,12 +91,16 @@ def _render_all(jobs: list[tuple[dict[str, np.ndarray], list[str], str]], cfg: S
 
 def _meta(cfg: SynthConfig, spec: DomainSpec, layout: str, splits: dict[str, np.ndarray]) -> dict:
     return {
-        "generator": "distfer synth", "version": __version__, "layout": layout,
-        "domain": spec.name, "fingerprint": cfg.fingerprint(), "preset": cfg.preset,
+        "generator": "distfer synth", "version": __version__, "render_version": RENDER_VERSION, "layout": layout,
+        "domain": spec.name, "fingerprint": _fingerprint(cfg), "preset": cfg.preset,
         "seed": cfg.seed, "image_size": cfg.image_size, "classes": list(CLASSES),
         "priors": list(spec.priors),
         "splits": {s: {"count": len(y), "per_class": counts_per_class(y)} for s, y in splits.items()},
     }
+
+
+def _fingerprint(cfg: SynthConfig) -> str:
+    return cfg.fingerprint(f"render-v{RENDER_VERSION}")
 
 
 def _up_to_date(root: Path, cfg: SynthConfig) -> bool:
@@ -102,7 +108,7 @@ def _up_to_date(root: Path, cfg: SynthConfig) -> bool:
     if not is_complete(root):
         return False
     try:
-        return json.loads((root / META_FILE).read_text())["fingerprint"] == cfg.fingerprint()
+        return json.loads((root / META_FILE).read_text())["fingerprint"] == _fingerprint(cfg)
     except (OSError, ValueError, KeyError):
         return False
 

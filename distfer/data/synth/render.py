@@ -121,21 +121,21 @@ def _brows_eyes(cv: _Canvas, p: dict[str, np.ndarray], au: dict[str, np.ndarray]
     ibr, obr, bl = au["inner_brow_raise"], au["outer_brow_raise"], au["brow_lowerer"]
     xb = cv.xd(0.35)
     base = ey - _c(p["brow_gap"]) - _c(p["rest_brow"])
-    y_in = base - 0.11 * ibr + 0.055 * bl
-    y_out = base - 0.09 * obr + 0.025 * bl + 0.01
+    y_in = base - 0.16 * ibr + 0.08 * bl
+    y_out = base - 0.13 * obr + 0.035 * bl + 0.01
     brow_col = p["hair"] * 0.6
     thick = _c(p["brow_thick"]) * (1 + 0.25 * np.clip(bl, 0, None))
     dark = p["skin"] * 0.55
     # forehead wrinkles (brow raise) and the vertical furrow (brow lowerer)
     raise_amt = np.clip(0.5 * (ibr + obr) - 0.25, 0, 1)
     for k in (1, 2):
-        d = capsule_d(xb, cv.Y, -sep * 0.9, base - 0.08 * k - 0.1, sep * 0.9, base - 0.08 * k - 0.1, 0.006)
+        d = capsule_d(xb, cv.Y, -sep * 0.9, base - 0.07 * k - 0.15, sep * 0.9, base - 0.07 * k - 0.15, 0.01)
         cv.paint(raise_amt * 0.6 * cv.cover(d), dark)
     furrow = np.clip(bl - 0.2, 0, 1)
     for s in (-1, 1):
-        d = capsule_d(xb, cv.Y, s * 0.035, base - 0.02, s * 0.03, base + 0.05, 0.006)
+        d = capsule_d(xb, cv.Y, s * 0.04, base - 0.02, s * 0.035, base + 0.07, 0.01)
         cv.paint(furrow * 0.6 * cv.cover(d), dark)
-    eh = np.maximum(eh0 * (1 + 0.75 * au["upper_lid_raise"] - 0.55 * au["lid_tighten"]), 0.006)
+    eh = np.maximum(eh0 * (1 + 0.9 * au["upper_lid_raise"] - 0.6 * au["lid_tighten"]), 0.006)
     for s in (-1, 1):
         xi = s * (sep - ew * 0.95) * (1 - 0.18 * np.clip(bl, 0, None))
         cv.paint(cv.cover(capsule_d(xb, cv.Y, xi, y_in, s * (sep + ew * 1.1), y_out, thick)), brow_col)
@@ -153,38 +153,38 @@ def _nose_mouth(cv: _Canvas, p: dict[str, np.ndarray], au: dict[str, np.ndarray]
     nwr, pull, dep = au["nose_wrinkle"], au["lip_corner_pull"], au["lip_corner_depress"]
     shade = p["skin"] * 0.62
     xn = cv.xd(0.55)
-    ny = ey + nl - 0.03 * np.clip(nwr, 0, None)
+    ny = ey + nl - 0.04 * np.clip(nwr, 0, None)
     cv.paint(0.35 * cv.cover(capsule_d(xn, cv.Y, 0, ey + 0.03, nw * 0.3, ny - 0.02, 0.008)), shade)
     for s in (-1, 1):
         nos = ellipse_d(xn, cv.Y, s * nw * (0.55 + 0.15 * nwr), ny, nw * 0.35, 0.018)
         cv.paint(0.8 * cv.cover(nos), shade * 0.7)
     wr = np.clip(nwr - 0.2, 0, 1) * 0.7
     for k in range(3):
-        yk = ey + 0.035 + 0.025 * k
-        cv.paint(wr * cv.cover(capsule_d(xn, cv.Y, -nw * 0.6, yk, nw * 0.6, yk, 0.005)), shade)
+        yk = ey + 0.04 + 0.03 * k
+        cv.paint(wr * cv.cover(capsule_d(xn, cv.Y, -nw * 0.8, yk, nw * 0.8, yk, 0.009)), shade * 0.8)
     # mouth: lip curves around a centre line whose corners move up (pull) or down (depress)
     xm = cv.xd(0.4)
     my = fcy + _c(p["mouth_y"])
-    mw = _c(p["mouth_w"]) * (1 + 0.32 * au["lip_stretch"] + 0.15 * pull - 0.25 * au["lip_press"])
-    lift = 0.07 * pull - 0.055 * dep + _c(p["rest_corner"]) - 0.012 * au["lip_stretch"]
+    mw = _c(p["mouth_w"]) * (1 + 0.4 * au["lip_stretch"] + 0.2 * pull - 0.3 * au["lip_press"])
+    lift = 0.11 * pull - 0.085 * dep + _c(p["rest_corner"]) - 0.015 * au["lip_stretch"]
     u = (xm) / mw
     h = np.clip(1 - u * u, 0, 1)
     inside = cv.cover((np.abs(u) - 1) * mw)
     yc = my - lift * u * u
-    up = 0.028 * np.clip(au["upper_lip_raise"], 0, None) + 0.03 * np.clip(au["jaw_drop"], 0, None)
-    down = 0.12 * np.clip(au["jaw_drop"], 0, None) + 0.012 * np.clip(au["lip_stretch"], 0, None)
+    up = 0.045 * np.clip(au["upper_lip_raise"], 0, None) + 0.04 * np.clip(au["jaw_drop"], 0, None)
+    down = 0.17 * np.clip(au["jaw_drop"], 0, None) + 0.02 * np.clip(au["lip_stretch"], 0, None)
     yu, yl = yc - up * h, yc + down * h
     lt = _c(p["lip_thick"]) * (1 - 0.55 * np.clip(au["lip_press"], 0, 1)) * np.sqrt(h)
     lip = np.maximum(yu - lt * 0.8 - cv.Y, cv.Y - yl - lt)
     cv.paint(inside * cv.cover(lip), p["lip"])
     cavity = inside * cv.cover(np.maximum(yu - cv.Y, cv.Y - yl))
     cv.paint(cavity, np.array([0.18, 0.05, 0.06]))
-    teeth_h = 0.03 * np.clip(au["upper_lip_raise"] + 0.8 * pull, 0, 1.2)
+    teeth_h = 0.04 * np.clip(au["upper_lip_raise"] + 0.8 * pull, 0, 1.2)
     cv.paint(cavity * cv.cover(cv.Y - yu - teeth_h), np.array([0.93, 0.92, 0.86]))
     cv.paint(inside * cv.cover(np.abs(cv.Y - yc) - 0.006), p["lip"] * 0.45)  # seam
     fold = np.clip(0.6 * pull + 0.6 * nwr + 0.3 * au["upper_lip_raise"] - 0.2, 0, 1) * 0.55
     for s in (-1, 1):
-        d = capsule_d(xm, cv.Y, s * (nw + 0.03), ny + 0.005, s * (mw + 0.03), yc - lift + 0.01, 0.006)
+        d = capsule_d(xm, cv.Y, s * (nw + 0.03), ny + 0.005, s * (mw + 0.03), yc - lift + 0.01, 0.01)
         cv.paint(fold * cv.cover(d), shade)
 
 
