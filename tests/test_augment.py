@@ -5,7 +5,13 @@ from __future__ import annotations
 import torch
 
 from distfer.config import AugmentConfig, PretrainConfig
-from distfer.data.augment import color_jitter, multi_crop, random_resized_crop, supervised_augment, to_float
+from distfer.data.augment import (
+    color_jitter,
+    multi_crop,
+    random_resized_crop,
+    supervised_augment,
+    to_float,
+)
 
 NONE = AugmentConfig(hflip=0, rotate=0, translate=0, scale_min=1, scale_max=1, brightness=0, contrast=0, saturation=0)
 

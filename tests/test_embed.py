@@ -47,7 +47,7 @@ def test_embed_train_and_val_matches_direct_forward(ray_session, tmp_path):
             ref_logits, ref_feats = t_model.forward_with_features(x)
             ref_ssl = e_model.features(x)
 
-        def col(name):
+        def col(name, table=table, order=order):
             return np.stack(table.column(name).to_numpy(zero_copy_only=False))[order]
 
         np.testing.assert_allclose(col("features"), ref_feats.numpy(), atol=1e-5)
