@@ -125,3 +125,22 @@ def test_prepare_twice_gives_the_same_store(tmp_path):
     for split in ("train", "val"):
         for u, v in zip(stores[0].load_arrays(split), stores[1].load_arrays(split)):
             np.testing.assert_array_equal(u, v)
+
+
+def test_every_run_is_tagged_with_its_seeds_and_input_fingerprints():
+    """The experiment tags the MLflow parent and every trial run (through TrialContext.tags)
+    with the seeds and the fingerprints of the stores, teacher, encoder and embeddings."""
+    from types import SimpleNamespace
+
+    from distfer.pipeline.experiment import _provenance
+    from distfer.pipeline.presets import build_experiment
+
+    exp = build_experiment("tiny", {"seed": 7, "pseudo": {"seed": 3}, "adapt": {"seed": 5}})
+    arts = [SimpleNamespace(fingerprint=f"fp{i}") for i in range(5)]
+    tags = _provenance(exp, *arts)
+    assert tags["distfer.seed"] == "7" and tags["distfer.seed.pseudo"] == "3" and tags["distfer.seed.adapt"] == "5"
+    for i, name in enumerate(("source_store", "target_store", "teacher", "encoder", "embeddings")):
+        assert tags[f"distfer.input.{name}"] == f"fp{i}"
+    tags = _provenance(build_experiment("tiny", {}), None, *arts[1:])  # a given source checkpoint: no source store
+    assert "distfer.input.source_store" not in tags and tags["distfer.seed.pseudo"] == "0"
+    assert all(isinstance(v, str) for v in tags.values())

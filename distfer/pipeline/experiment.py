@@ -112,6 +112,19 @@ def _source_only(exp: ExperimentConfig, target: Path, teacher: Path, embeddings:
             "per_class_accuracy": ev["per_class_accuracy"]}
 
 
+def _provenance(exp: ExperimentConfig, *artifacts: Any) -> dict[str, str]:
+    """MLflow tags of every run: the seeds and the fingerprints of the inputs (stores, teacher,
+    encoder, embeddings), so a run can be traced to exactly what it was computed from."""
+    from distfer.config import AdaptConfig, PseudoLabelConfig
+
+    adapt_seed = exp.adapt.get("seed", AdaptConfig.__dataclass_fields__["seed"].default)
+    tags = {"distfer.seed": str(exp.seed), "distfer.seed.pseudo": str(PseudoLabelConfig.from_dict(exp.pseudo).seed),
+            "distfer.seed.adapt": str(adapt_seed)}
+    names = ("source_store", "target_store", "teacher", "encoder", "embeddings")
+    tags.update({f"distfer.input.{n}": a.fingerprint for n, a in zip(names, artifacts) if a is not None})
+    return tags
+
+
 def _rows(grid: Any, exp: ExperimentConfig) -> list[dict[str, Any]]:
     rows = []
     for r in grid:
@@ -182,8 +195,9 @@ def run_experiment(exp: ExperimentConfig, *, resume: bool = False, console: Cons
         uri = resolve_tracking_uri(exp.tracking.tracking_uri, out)
         tracker = Tracker(uri, exp.tracking.experiment or f"{src_name}->{tgt_name}")
         parent = tracker.find_run(SWEEP_TAG, sweep_id) if resume else None
+        provenance = _provenance(exp, source_store, target_store, teacher, encoder, emb)
         if parent is None:
-            parent = tracker.start_run(exp.name, tags={SWEEP_TAG: sweep_id, "distfer.preset": exp.preset},
+            parent = tracker.start_run(exp.name, tags={SWEEP_TAG: sweep_id, "distfer.preset": exp.preset, **provenance},
                                        params={"experiment": exp.to_dict()})
         else:
             tracker.reopen(parent)
@@ -208,7 +222,7 @@ def run_experiment(exp: ExperimentConfig, *, resume: bool = False, console: Cons
             index_name=index_name, pseudo=dict(exp.pseudo), adapt={k: v for k, v in exp.adapt.items() if k != "trainer"},
             adapt_trainer=TrainerConfig.from_dict(trainer_section(exp, exp.adapt, adapt_storage)).to_dict(),
             sweep=exp.sweep.to_dict(), tracking_uri=uri, experiment=tracker.experiment, parent_run_id=parent,
-            log_models=exp.tracking.log_models,
+            log_models=exp.tracking.log_models, tags=provenance,
         )
         epochs = int(exp.adapt.get("epochs", 50))
         tune_dir = out / "tune"
