@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -128,8 +129,8 @@ def _provenance(exp: ExperimentConfig, *artifacts: Any) -> dict[str, str]:
 def _rows(grid: Any, exp: ExperimentConfig) -> list[dict[str, Any]]:
     rows = []
     for r in grid:
-        trial_id = Path(r.path).name.split("_")[-2] if r.path else "?"
-        trial_id = (r.metrics or {}).get("trial_id", trial_id)
+        found = re.search(r"_([0-9a-f]{5}_\d{5})_", Path(r.path).name) if r.path else None
+        trial_id = (r.metrics or {}).get("trial_id") or (found.group(1) if found else "?")
         err = None if r.error is None else f"{type(r.error).__name__}: {str(r.error).splitlines()[0][:300]}"
         rows.append(report.trial_row(r.config, r.metrics or {}, select_kind=exp.sweep.select_kind,
                                      criterion=exp.sweep.criterion, trial_id=str(trial_id), error=err))
