@@ -10,8 +10,10 @@
   complete store, and a re-run completes.
 
 The sweep (``--resume`` after an interrupted Tune run: finished trials are not re-run) is
-tested in ``tests/test_tune_sweep.py::test_grid_then_resume_runs_only_unfinished`` and the
-shared-stage cache after a killed stage in ``tests/test_pipeline_cache.py``.
+tested in ``tests/test_tune_sweep.py::test_grid_then_resume_runs_only_unfinished``, the
+shared-stage cache after a killed stage in ``tests/test_pipeline_cache.py``, and a second run
+of the whole experiment that retrains nothing in
+``tests/test_e2e.py::test_second_run_hits_cache_and_resumes_without_repeating``.
 """
 
 from __future__ import annotations
