@@ -85,3 +85,16 @@ def test_classes_order_and_aliases():
     with pytest.raises(DataError, match="label id 9 is out of range"):
         remap([9], {i: i - 1 for i in range(1, 8)}, what="f")
     assert counts_per_class([0, 0, 6, -1])["unknown"] == 1
+
+
+@dataclass(frozen=True)
+class _Pair(Config):
+    scale: tuple[float, float] = (0.2, 1.0)
+
+
+def test_fixed_length_tuple_fields():
+    assert _Pair.from_dict({"scale": [0.5, 1]}).scale == (0.5, 1.0)
+    with pytest.raises(ConfigError, match="expected 2 items"):
+        _Pair.from_dict({"scale": [0.5]})
+    with pytest.raises(ConfigError, match=r"'scale\[1\]'.*number"):
+        _Pair.from_dict({"scale": [0.5, "x"]})
