@@ -222,21 +222,31 @@ def part_d(n: int, d: int, k: int, niter: int, shards: list[int], rows: list, no
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+class _Echo(list):
+    """A list of table rows that also prints each row as it arrives (partial results survive)."""
+
+    def append(self, row: tuple) -> None:
+        super().append(row)
+        print(" | ".join(row), flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--smoke", action="store_true", help="tiny sizes, to check the script")
     ap.add_argument("--baseline-inits", type=int, default=1, help="k-means++ inits of the baseline run for real")
-    ap.add_argument("--skip-shards", action="store_true")
+    ap.add_argument("--parts", default="abcd", help="which parts to run: any of a (runs a, b, c) and d")
     args = ap.parse_args()
-    rows: list = []
+    rows: list = _Echo()
     notes: list = []
-    if args.smoke:
-        part_a_b_c(5000, 32, 100, 20, args.baseline_inits, rows, notes)
-        if not args.skip_shards:
+    if "a" in args.parts:
+        if args.smoke:
+            part_a_b_c(5000, 32, 100, 20, args.baseline_inits, rows, notes)
+        else:
+            part_a_b_c(100_000, 128, 1000, 20, args.baseline_inits, rows, notes)
+    if "d" in args.parts:
+        if args.smoke:
             part_d(40000, 16, 100, 3, [1, 2, 4], rows, notes)
-    else:
-        part_a_b_c(100_000, 128, 1000, 20, args.baseline_inits, rows, notes)
-        if not args.skip_shards:
+        else:
             part_d(1_000_000, 64, 1000, 3, [1, 2, 4], rows, notes)
     table = Table(title="distfer pseudo-labelling benchmark")
     for col in ("part", "what", "time", "result"):
