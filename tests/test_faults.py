@@ -1,8 +1,9 @@
 """Fault injection (issue 6, item 2): killed Ray Train worker, killed index shard, killed prepare.
 
-- A Ray Train worker process is SIGKILLed in the middle of an epoch (found by its process
-  title, killed from the test, no hook in the loop): with ``max_failures=1`` the run restarts
-  from its last checkpoint and ends with exactly the configured epochs.
+- A Ray Train worker process is SIGKILLed in the middle of an epoch (found through the
+  session Ray's state API, killed from the test, no hook in the loop; ``tests/test_train_resume.py``
+  covers the loop's own exception hook): with ``max_failures=1`` the run restarts from its
+  last registered checkpoint and ends with exactly the configured epochs.
 - IndexShard actors are killed (``ray.kill(no_restart=False)``) before and during a request:
   they restart, re-read their Parquet shards, and the pseudo-labels equal those of an
   undisturbed group over the same files.
@@ -18,6 +19,7 @@ of the whole experiment that retrains nothing in
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -49,15 +51,23 @@ def _wait_for(predicate, timeout: float, what: str, poll: float = 0.02):
 
 
 def _train_worker_pids() -> list[int]:
-    """PIDs of live Ray Train worker processes (Ray sets their title to ``ray::RayTrainWorker...``)."""
-    import psutil
+    """PIDs of the live Ray Train worker actors of this test session's Ray (other Ray clusters
+    may run on the same machine, so ask our own cluster's state API)."""
+    import ray
+    from ray.util.state import list_actors
 
-    pids = []
-    for p in psutil.process_iter(["pid", "cmdline"]):
-        cmd = " ".join(p.info["cmdline"] or [])
-        if cmd.startswith("ray::RayTrainWorker"):
-            pids.append(p.info["pid"])
-    return pids
+    alive = [("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")]
+    return [a.pid for a in list_actors(address=ray.get_runtime_context().gcs_address, filters=alive)]
+
+
+def _registered_checkpoint(run_dir: Path) -> bool:
+    """True once Ray Train's checkpoint manager has recorded a checkpoint of the run (its
+    snapshot file in the run folder names a latest checkpoint)."""
+    snap = run_dir / "checkpoint_manager_snapshot.json"
+    try:
+        return bool(json.loads(snap.read_text()).get("latest_checkpoint_result"))
+    except (OSError, ValueError):
+        return False
 
 
 # ---- a Ray Train worker killed mid-epoch ---------------------------------------------------
@@ -85,12 +95,13 @@ def test_train_worker_killed_mid_epoch_resumes_from_checkpoint(ray_session, tmp_
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     run_dir = storage / "killed-worker"
-    # once epoch 2's checkpoint is on disk, epoch 1's is registered for certain: kill in epoch 3
-    _wait_for(lambda: list(run_dir.glob("epoch_0002*")) or not thread.is_alive(), 300, "epoch 2's checkpoint")
+    # kill once the controller has registered a checkpoint (it polls the workers' reports, so
+    # a checkpoint folder on disk is not yet one it resumes from): mid-epoch of a later epoch
+    _wait_for(lambda: _registered_checkpoint(run_dir) or not thread.is_alive(), 300, "a registered checkpoint")
     assert thread.is_alive(), f"training ended before the kill: {result}"
     pids = _train_worker_pids()
     assert len(pids) == 1, f"expected one Ray Train worker process, found {pids}"
-    os.kill(pids[0], signal.SIGKILL)  # mid-epoch: epoch 3 of 6 has just started
+    os.kill(pids[0], signal.SIGKILL)
     thread.join(timeout=300)
     assert not thread.is_alive(), "training did not finish after the worker was killed"
     assert "error" not in result, repr(result.get("error"))
