@@ -87,6 +87,7 @@ def test_same_seed_same_table_through_the_cli(data):
         np.testing.assert_array_equal(outs[0][k], outs[1][k], err_msg=k)
 
 
+@pytest.mark.slow
 def test_same_seed_same_pseudo_labels_over_sharded_index(ray_session, data):
     """Two independent actor groups (S=3) with the same seed agree exactly, iterative rounds included."""
     from distfer.clustering.index import ShardedIndex

@@ -133,6 +133,7 @@ def shard_dir(tmp_path_factory) -> Path:
     return d
 
 
+@pytest.mark.slow
 def test_killed_index_shards_restart_and_give_the_same_pseudo_labels(ray_session, shard_dir):
     import ray
 
