@@ -81,13 +81,14 @@ def client(name: str, deadline: float, ks: list[int], seeds: int, fresh: float, 
     return {"served": served, "fresh": fresh_served, "errors": errors, "latencies": latencies}
 
 
-def actor_rss(index: object) -> dict[str, int]:
+def actor_rss(index: object, address: str) -> dict[str, int]:
     """RSS (bytes) of each shard (through its own ``info``) and of the coordinator (psutil)."""
     import psutil
     from ray.util.state import list_actors
 
     rss = {f"shard{i}": int(info["rss"]) for i, info in enumerate(index.info())}
-    for a in list_actors(filters=[("class_name", "=", "_Coordinator"), ("state", "=", "ALIVE")]):
+    alive = [("class_name", "=", "_Coordinator"), ("state", "=", "ALIVE")]
+    for a in list_actors(address=address, filters=alive):
         if a.name == index.name and a.pid:
             rss["coordinator"] = psutil.Process(a.pid).memory_info().rss
     return rss
@@ -110,14 +111,14 @@ def main() -> None:
 
     from distfer.clustering.index import ShardedIndex
 
-    ray.init(num_cpus=args.num_cpus, include_dashboard=True, log_to_driver=False)
+    address = ray.init(num_cpus=args.num_cpus, include_dashboard=True, log_to_driver=False).address_info["address"]
     with tempfile.TemporaryDirectory(prefix="distfer-soak-") as tmp:
         emb = write_embeddings(Path(tmp) / "emb", args.rows, args.dim, files=2 * args.shards)
         name = f"soak-{os.getpid()}"
         index = ShardedIndex.create(name, emb, args.shards, detached=False, num_cpus=0.25)
         try:
             index.kmeans(args.ks[0], niter=args.niter, seed=0)  # warm: features loaded, faiss ready
-            samples = [(0.0, actor_rss(index))]
+            samples = [(0.0, actor_rss(index, address))]
             t_start = time.time()
             deadline = t_start + args.duration
             refs = [client.remote(name, deadline, args.ks, args.seeds, args.fresh, args.niter, c)
@@ -126,8 +127,8 @@ def main() -> None:
             while pending:
                 _, pending = ray.wait(pending, timeout=args.sample_every)
                 if pending:
-                    samples.append((time.time() - t_start, actor_rss(index)))
-            samples.append((time.time() - t_start, actor_rss(index)))
+                    samples.append((time.time() - t_start, actor_rss(index, address)))
+            samples.append((time.time() - t_start, actor_rss(index, address)))
             results = ray.get(refs)
             cached = ray.get(index._coord.cached.remote())
         finally:
