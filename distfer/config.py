@@ -873,6 +873,7 @@ class ExperimentConfig(Config):
     trainer: dict[str, Any] = dataclasses.field(default_factory=dict)
     baselines: tuple[str, ...] = BASELINES
     baseline_select: str = "fraction:0.5"  # selection of the confidence/centroid baselines
+    adapt_init: Literal["ssl", "source"] = "ssl"  # adaptation starts from the SSL encoder or the teacher
     index_shards: int = 2  # IndexShard actors of the sweep's ShardedIndex
     index_cpus: float = 0.25  # CPUs per IndexShard actor
     index_resources: dict[str, float] = dataclasses.field(default_factory=dict)  # e.g. {index_shard: 1}

@@ -160,6 +160,9 @@ def run_experiment(exp: ExperimentConfig, *, resume: bool = False, console: Cons
     console = console or Console(stderr=True)
     t_all = time.perf_counter()
     _check_inputs(exp)
+    # Ctrl-C must stop the whole experiment (Tune's own handler would only end the current
+    # Tuner and let the next one start); Tune's saved state still lets --resume continue.
+    os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
     out = ensure_output_dir(exp.output_dir)
     cache = StageCache(out / "cache")
     clock = _Clock(console)
@@ -219,7 +222,8 @@ def run_experiment(exp: ExperimentConfig, *, resume: bool = False, console: Cons
                                     num_cpus=exp.index_cpus, resources=exp.index_resources or None)
         adapt_storage = out / "ray_train"
         ctx = TrialContext(
-            output_dir=str(out), target_store=str(target_store.path), embeddings=str(emb.path), init=str(encoder.path),
+            output_dir=str(out), target_store=str(target_store.path), embeddings=str(emb.path),
+            init=str(encoder.path if exp.adapt_init == "ssl" else teacher.path),
             index_name=index_name, pseudo=dict(exp.pseudo), adapt={k: v for k, v in exp.adapt.items() if k != "trainer"},
             adapt_trainer=TrainerConfig.from_dict(trainer_section(exp, exp.adapt, adapt_storage)).to_dict(),
             sweep=exp.sweep.to_dict(), tracking_uri=uri, experiment=tracker.experiment, parent_run_id=parent,

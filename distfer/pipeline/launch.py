@@ -69,5 +69,9 @@ def launch(preset: str, values: Mapping[str, Any], *, resume: bool) -> int:
     except DistferError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished stages and trials are kept; run again with --resume to continue",
+              file=sys.stderr)
+        return 130
     print_summary(results)
     return 0
