@@ -121,3 +121,20 @@ def test_bad_requests(ray_session, groups, data, tmp_path):
         ShardedIndex.connect("test-index-missing")
     with pytest.raises(DataError, match="cannot make 5000 clusters"):
         groups[1].kmeans(5000)
+
+
+def test_coordinator_cache_is_bounded(ray_session, data):
+    import ray
+
+    from distfer.clustering.index import ShardedIndex
+
+    g = ShardedIndex.create("test-index-lru", data["dir"], 1, detached=False, num_cpus=0.25, max_cached=2)
+    try:
+        first = g.kmeans(K, niter=2, seed=1)
+        for seed in (2, 3, 4):
+            g.kmeans(K, niter=2, seed=seed)
+        assert ray.get(g._coord.cached.remote()) == 2
+        # the evicted result is recomputed, identically (seeded)
+        np.testing.assert_array_equal(g.kmeans(K, niter=2, seed=1).centroids, first.centroids)
+    finally:
+        g.shutdown()

@@ -19,6 +19,7 @@ import hashlib
 import logging
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -54,14 +55,17 @@ class _Coordinator:
     """Runs distributed Lloyd over the shard actors and caches the results."""
 
     def __init__(self, name: str, groups: list[list[str]], shard_options: dict[str, Any],
-                 threads: int | None, device: str) -> None:
+                 threads: int | None, device: str, max_cached: int = 32) -> None:
         self._groups = groups
+        self._max_cached = max_cached
         self._shards = [
             IndexShard.options(name=f"{name}.shard{i}", get_if_exists=True, **shard_options)
             .remote(files, threads, device)
             for i, files in enumerate(groups)
         ]
-        self._cache: dict[tuple, dict[str, Any]] = {}
+        # least-recently-used results first; each holds K x d centroids and, once a table was
+        # asked for, N per-sample ids, so the cache is bounded (a sweep revisits few settings)
+        self._cache: OrderedDict[tuple, dict[str, Any]] = OrderedDict()
 
     def groups(self) -> list[list[str]]:
         return self._groups
@@ -80,6 +84,7 @@ class _Coordinator:
         token = exclude_token(exclude)
         key = (column, prep, k, niter, seed, spherical, init, token)
         if key in self._cache:
+            self._cache.move_to_end(key)
             return self._cache[key]
         ex = ray.put(None if not token else np.unique(exclude))
         sizes = ray.get([s.count.remote(column, prep, token, ex) for s in self._shards])
@@ -113,6 +118,8 @@ class _Coordinator:
         result = {"centroids": cent, "history": np.asarray(history), "splits": splits, "n": n,
                   "seconds": np.asarray(seconds)}
         self._cache[key] = result
+        while len(self._cache) > self._max_cached:
+            self._cache.popitem(last=False)
         return result
 
     def table(self, column: str, prep: str, k: int, niter: int, seed: int, spherical: bool,
@@ -153,6 +160,7 @@ class ShardedIndex:
         max_restarts: int = 3,
         device: str = "auto",
         resources: dict[str, float] | None = None,
+        max_cached: int = 32,
     ) -> ShardedIndex:
         """Start (or join, if it exists with the same files) the named actor group.
 
@@ -166,6 +174,7 @@ class ShardedIndex:
             max_restarts: restarts per actor (calls are retried as often).
             resources: custom Ray resources per shard actor, e.g. ``{"index_shard": 1}`` with one
                 unit per GPU node (cluster.yaml) so the S shards land on S different nodes.
+            max_cached: clusterings kept by the coordinator (least recently used dropped first).
 
         Raises:
             DataError: fewer Parquet files than shards, or a group of that name already
@@ -190,7 +199,7 @@ class ShardedIndex:
         coord = _Coordinator.options(
             name=name, namespace=namespace, get_if_exists=True, num_cpus=0,
             max_restarts=max_restarts, max_task_retries=max_restarts, **life,
-        ).remote(name, groups, opts, threads, device)
+        ).remote(name, groups, opts, threads, device, max_cached)
         have = ray.get(coord.groups.remote())
         if have != groups:
             raise DataError(
