@@ -349,6 +349,16 @@ class AugmentConfig(Config):
             check_range(self, k, low=0, high=1)
 
 
+def _check_supervised_optimisation(cfg: Config) -> None:
+    """Range checks shared by the supervised stages (train-source, adapt)."""
+    check_range(cfg, "epochs", low=1)
+    check_range(cfg, "batch_size", low=1)
+    check_range(cfg, "lr", low=0, low_open=True)
+    check_range(cfg, "momentum", low=0, high=1, high_open=True)
+    check_range(cfg, "weight_decay", low=0)
+    check_range(cfg, "gamma", low=0, high=1, low_open=True)
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainSourceConfig(Config):
     """``distfer train-source``: supervised source model on a labelled FaceStore."""
@@ -377,12 +387,7 @@ class TrainSourceConfig(Config):
     trainer: TrainerConfig = dataclasses.field(default_factory=TrainerConfig)
 
     def validate(self) -> None:
-        check_range(self, "epochs", low=1)
-        check_range(self, "batch_size", low=1)
-        check_range(self, "lr", low=0, low_open=True)
-        check_range(self, "momentum", low=0, high=1, high_open=True)
-        check_range(self, "weight_decay", low=0)
-        check_range(self, "gamma", low=0, high=1, low_open=True)
+        _check_supervised_optimisation(self)
         check_range(self, "label_smoothing", low=0, high=1, high_open=True)
 
 
@@ -502,12 +507,7 @@ class AdaptConfig(Config):
     trainer: TrainerConfig = dataclasses.field(default_factory=TrainerConfig)
 
     def validate(self) -> None:
-        check_range(self, "epochs", low=1)
-        check_range(self, "batch_size", low=1)
-        check_range(self, "lr", low=0, low_open=True)
-        check_range(self, "momentum", low=0, high=1, high_open=True)
-        check_range(self, "weight_decay", low=0)
-        check_range(self, "gamma", low=0, high=1, low_open=True)
+        _check_supervised_optimisation(self)
         check_range(self, "mixup_alpha", low=0)
         check_range(self, "mixaug", low=0)
         check_range(self, "label_smoothing", low=0, high=1, high_open=True)
