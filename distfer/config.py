@@ -705,8 +705,8 @@ class PseudoLabelConfig(Config):
 #: image counts (source train, source test, target train, target val) of each synth preset
 SYNTH_PRESETS: dict[str, tuple[int, int, int, int]] = {
     "tiny": (70, 35, 70, 35),
-    "quick": (4000, 1000, 2000, 600),
-    "full": (12000, 3000, 6000, 1500),
+    "quick": (4000, 1000, 4000, 600),
+    "full": (12000, 3000, 12000, 1500),
 }
 
 

@@ -116,6 +116,47 @@ def test_confusable_pairs_share_action_units():
         assert dist[a, b] < dist[a, others].mean() and dist[a, b] < dist[b, others].mean()
 
 
+def test_target_expressions_are_spontaneous_versions_of_the_posed_ones():
+    """The label-conditional shift: wild faces follow SPONTANEOUS, lab faces PROTOTYPES."""
+    from distfer.data.synth.params import SPONTANEOUS, sample_expressions
+
+    assert (LAB.style, WILD.style) == (0.0, 1.0)
+    labels = np.repeat(np.arange(NUM_CLASSES), 400)
+    rng = np.random.default_rng(0)
+    for spec, own, other in ((LAB, PROTOTYPES, SPONTANEOUS), (WILD, SPONTANEOUS, PROTOTYPES)):
+        au = sample_expressions(rng, labels, spec)
+        means = np.stack([au[labels == c].mean(0) for c in range(NUM_CLASSES)])
+        scale = np.mean(spec.intensity)  # E[intensity x per-AU gain] ~ mean intensity
+        for c in range(NUM_CLASSES - 1):  # neutral is all zeros in both
+            assert np.linalg.norm(means[c] - scale * own[c]) < np.linalg.norm(means[c] - scale * other[c])
+    # the spontaneous versions keep the same active units (other proportions), and the
+    # confusable pairs still share units
+    assert np.array_equal(SPONTANEOUS[NEUTRAL], np.zeros(len(ACTION_UNITS)))
+    au = {n: i for i, n in enumerate(ACTION_UNITS)}
+    assert (SPONTANEOUS[SURPRISE] * SPONTANEOUS[FEAR])[au["inner_brow_raise"]] > 0
+    assert (SPONTANEOUS[ANGER] * SPONTANEOUS[DISGUST])[au["brow_lowerer"]] > 0
+
+
+def test_sparse_compositing_is_bit_identical_to_the_full_blend():
+    """paint() only touches the images/box where alpha > 0; the result must not change."""
+    from distfer.data.synth import render
+
+    def full_blend(self, alpha, color):
+        col = np.asarray(color, dtype=np.float32).reshape(-1, 1, 1, 3)
+        a = alpha[..., None]
+        self.img *= 1 - a
+        self.img += a * col
+
+    _, params = split_params(3, WILD, "train", 40)
+    fast = render_batch(params, 48)
+    try:
+        sparse, render._Canvas.paint = render._Canvas.paint, full_blend
+        slow = render_batch(params, 48)
+    finally:
+        render._Canvas.paint = sparse
+    assert np.array_equal(fast, slow)
+
+
 def test_target_is_degraded_relative_to_source():
     """Same faces rendered in both domains: the wild ones lose detail (blur, low resolution)."""
     _, lab = split_params(1, LAB, "train", 64)

@@ -31,7 +31,7 @@ from distfer.fsutil import atomic_directory, ensure_output_dir, is_complete
 SFEW_FOLDERS: tuple[str, ...] = ("Surprise", "Fear", "Disgust", "Happy", "Sad", "Angry", "Neutral")
 META_FILE = "synth.json"
 #: bump whenever rendering or sampling changes, so old outputs are not mistaken for new ones
-RENDER_VERSION = 2
+RENDER_VERSION = 3
 _CHUNK = 100  # images per rendering task
 _SPLIT_CODE = {"train": 0, "test": 1, "val": 2}
 _DOMAIN_CODE = {"lab": 11, "wild": 23}

@@ -10,6 +10,14 @@ prototypes share action units the way real expressions do, so the classic confus
 facial-expression recognition survive: fear and surprise both raise the brows and drop the jaw,
 anger and disgust both lower the brows, and sadness differs from neutral only by a slight inner
 brow raise and lip-corner depression, which all but vanishes at low intensity.
+
+The domains differ the way a posed lab set differs from an in-the-wild one: the source shows
+strong, stereotyped posed prototypes on frontal, evenly lit faces; the target shows weaker
+spontaneous versions of the same expressions (:data:`SPONTANEOUS`: the same action units in
+other proportions) under pose, lighting, colour casts, clutter, occluders and low resolution,
+with other class priors. The nuisances alone barely hurt a source model trained with colour
+and geometric augmentation; the change of expression style is what a source model cannot
+know about and a target-supervised one learns.
 """
 
 from __future__ import annotations
@@ -51,10 +59,28 @@ PROTOTYPES: np.ndarray = np.array(
     dtype=np.float32,
 )
 
+#: Spontaneous ("in the wild") versions of the prototypes: the same action units in other
+#: proportions, as spontaneous expressions differ from posed ones (Duchenne smiles with closed
+#: lips, surprise with a half-open mouth, anger without pressed lips, sadness with a pressed
+#: mouth). A domain's ``style`` blends posed (0) and spontaneous (1) prototypes.
+SPONTANEOUS: np.ndarray = np.array(
+    [
+        # IBR  OBR  BL   ULR   LT   NW   UpLR Pull Depr Strch Press Jaw
+        [0.8, 0.8, 0.0, 0.5, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.45],  # Surprise
+        [0.8, 0.3, 0.5, 0.7, 0.2, 0.0, 0.0, 0.0, 0.2, 0.6, 0.0, 0.2],   # Fear
+        [0.0, 0.0, 0.5, 0.0, 0.5, 0.8, 1.0, 0.0, 0.3, 0.0, 0.0, 0.0],   # Disgust
+        [0.0, 0.0, 0.0, 0.0, 0.9, 0.0, 0.0, 0.8, 0.0, 0.0, 0.0, 0.0],   # Happiness
+        [0.7, 0.0, 0.5, -0.4, 0.0, 0.0, 0.0, 0.0, 0.6, 0.0, 0.4, 0.0],  # Sadness
+        [0.0, 0.0, 0.9, 0.2, 0.8, 0.0, 0.3, 0.0, 0.0, 0.0, 0.4, 0.0],   # Anger
+        [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0],   # Neutral
+    ],
+    dtype=np.float32,
+)
+
 #: RAF-DB basic test set is roughly this imbalanced; the lab source is kept near-uniform.
 SOURCE_PRIORS: tuple[float, ...] = (0.15, 0.13, 0.13, 0.16, 0.14, 0.14, 0.15)
 #: In-the-wild target: more Happy and Neutral, fewer Fear and Disgust (SFEW-like).
-TARGET_PRIORS: tuple[float, ...] = (0.10, 0.07, 0.06, 0.25, 0.15, 0.14, 0.23)
+TARGET_PRIORS: tuple[float, ...] = (0.10, 0.08, 0.08, 0.24, 0.15, 0.14, 0.21)
 
 
 @dataclass(frozen=True)
@@ -68,6 +94,8 @@ class DomainSpec:
     priors: tuple[float, ...]
     intensity: tuple[float, float]   # global expression intensity multiplier
     au_jitter: float                 # sd of per-AU Gaussian noise (idiosyncratic faces)
+    style: float                     # 0 posed prototypes, 1 spontaneous ones (SPONTANEOUS)
+    au_gain: tuple[float, float]     # per-AU multiplier of the prototype (how stereotyped)
     yaw: float                       # max |yaw| in radians
     roll: float                      # sd of roll in radians
     scale: tuple[float, float]
@@ -85,18 +113,20 @@ class DomainSpec:
     p_bar: float
 
 
+# Scales are relative to the renderer's full-body framing; > 1.3 gives the tight crop of
+# aligned-face datasets (RAF-DB "aligned", SFEW "Aligned_Faces"): the face fills the image.
 LAB = DomainSpec(
-    name="lab", priors=SOURCE_PRIORS, intensity=(0.75, 1.1), au_jitter=0.06, yaw=0.05, roll=0.03,
-    scale=(0.97, 1.03), shift=0.015, clutter=0.0, light_gradient=(0.0, 0.05), color_cast=0.03,
-    gamma=(0.95, 1.05), contrast=(0.95, 1.0), noise=(0.0, 0.005), blur=(0.0, 0.0),
+    name="lab", priors=SOURCE_PRIORS, intensity=(0.9, 1.2), au_jitter=0.06, style=0.0, au_gain=(0.9, 1.1),
+    yaw=0.05, roll=0.03, scale=(1.45, 1.55), shift=0.015, clutter=0.0, light_gradient=(0.0, 0.05),
+    color_cast=0.03, gamma=(0.95, 1.05), contrast=(0.95, 1.0), noise=(0.0, 0.005), blur=(0.0, 0.0),
     low_res=(1.0, 1.0), p_glasses=0.0, p_hand=0.0, p_bar=0.0,
 )
 
 WILD = DomainSpec(
-    name="wild", priors=TARGET_PRIORS, intensity=(0.5, 0.95), au_jitter=0.08, yaw=0.45, roll=0.15,
-    scale=(0.8, 1.1), shift=0.12, clutter=0.9, light_gradient=(0.1, 0.5), color_cast=0.25,
-    gamma=(0.7, 1.4), contrast=(0.6, 1.0), noise=(0.0, 0.04), blur=(0.0, 1.0),
-    low_res=(0.35, 1.0), p_glasses=0.25, p_hand=0.15, p_bar=0.12,
+    name="wild", priors=TARGET_PRIORS, intensity=(0.6, 1.0), au_jitter=0.08, style=1.0, au_gain=(0.75, 1.25),
+    yaw=0.3, roll=0.15, scale=(1.3, 1.7), shift=0.08, clutter=0.9, light_gradient=(0.15, 0.6),
+    color_cast=0.35, gamma=(0.6, 1.6), contrast=(0.5, 1.0), noise=(0.0, 0.04), blur=(0.0, 1.0),
+    low_res=(0.5, 1.0), p_glasses=0.25, p_hand=0.15, p_bar=0.12,
 )
 
 DOMAINS: dict[str, DomainSpec] = {"lab": LAB, "wild": WILD}
@@ -165,16 +195,17 @@ def sample_expressions(
 ) -> np.ndarray:
     """Action-unit activations for ``labels`` in domain ``spec``.
 
-    Each image gets its class prototype scaled by a global intensity and a per-AU factor, plus
-    Gaussian noise on every AU (so neutral faces are not all identical).
+    Each image gets its domain's class prototype (posed, spontaneous or a blend: ``spec.style``)
+    scaled by a global intensity and a per-AU factor, plus Gaussian noise on every AU (so
+    neutral faces are not all identical).
 
     Returns:
         float32 array [n, len(ACTION_UNITS)], values roughly in [-0.4, 1.3].
     """
     n = len(labels)
-    proto = PROTOTYPES[labels]
+    proto = ((1 - spec.style) * PROTOTYPES + spec.style * SPONTANEOUS)[labels]
     intensity = _u(rng, *spec.intensity, n)[:, None]
-    per_au = rng.uniform(0.75, 1.25, proto.shape).astype(np.float32)
+    per_au = rng.uniform(*spec.au_gain, proto.shape).astype(np.float32)
     noise = rng.normal(0, spec.au_jitter, proto.shape).astype(np.float32)
     return np.clip(proto * intensity * per_au + noise, -0.4, 1.3).astype(np.float32)
 
