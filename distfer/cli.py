@@ -189,7 +189,7 @@ def _train_config(cls: Any, stage: str, args: argparse.Namespace, keys: Sequence
 def _add_train_flags(p: argparse.ArgumentParser, *, trainer: bool = True) -> None:
     p.add_argument("--preset", choices=["quick", "paper"], help="start from a preset (flags override it)")
     if trainer:
-        p.add_argument("--workers", type=int, metavar="N", help="Ray Train workers (default 1)")
+        p.add_argument("--workers", type=int, metavar="N", help="Ray Train workers (default 1; 0 = run in this process)")
         p.add_argument("--cpus-per-worker", type=float, metavar="C", help="CPUs per worker (default 1)")
         p.add_argument("--use-gpu", action="store_true", default=None, help="a GPU per worker (NCCL)")
         p.add_argument("--storage-path", metavar="DIR", help="Ray Train run storage (checkpoints; resume)")

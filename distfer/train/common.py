@@ -1,7 +1,13 @@
 """Worker-side plumbing shared by the Ray Train loops: setup, data shards, optimisers,
 schedules, per-epoch checkpoints (save / resume) and evaluation on a held-out split.
 
-Everything here runs inside a Ray Train worker (``ray.train`` context available).
+Everything here runs inside a Ray Train worker (``ray.train`` context available), or in the
+caller's own process (``num_workers: 0``, the loop config then holds ``LOCAL_RUN_DIR``). The
+in-process mode does not use Ray Train's own local mode, whose ``ray.train`` calls are disabled
+inside a Ray Tune function (ray-project/ray#49454) and which keeps no checkpoints: here
+:func:`setup_worker` gives rank 0 of 1, :func:`report_epoch` writes each epoch's checkpoint
+into the run folder, :func:`restore` resumes from it, and the callbacks registered by
+:func:`local_callbacks` (e.g. Tune's per-epoch reports) get every report.
 """
 
 from __future__ import annotations
@@ -26,6 +32,29 @@ from distfer.data.store import FaceStore
 from distfer.train.evaluate import classification_metrics
 
 STATE_FILE = "state.pt"
+#: loop-config keys :func:`distfer.train.trainer.fit` adds for an in-process run
+LOCAL_RUN_DIR, LOCAL_KEEP = "_local_run_dir", "_local_num_to_keep"
+_local_callbacks: list[Any] = []
+
+
+class local_callbacks:  # noqa: N801 - used as a context manager
+    """Register Ray Train callbacks for the reports of an in-process run."""
+
+    def __init__(self, callbacks: Any) -> None:
+        self.callbacks = list(callbacks or [])
+
+    def __enter__(self) -> None:
+        _local_callbacks[:] = self.callbacks
+
+    def __exit__(self, *exc: Any) -> None:
+        _local_callbacks.clear()
+
+
+def epoch_dirs(run_dir: Path) -> list[Path]:
+    """Complete per-epoch checkpoint folders of an in-process run, oldest first."""
+    if not run_dir.is_dir():
+        return []
+    return sorted(d for d in run_dir.glob("epoch_*") if (d / STATE_FILE).is_file())
 
 
 @dataclass(frozen=True)
@@ -39,14 +68,30 @@ class WorkerContext:
         return self.world > 1 and dist.is_available() and dist.is_initialized()
 
 
-def setup_worker(trainer: TrainerConfig, seed: int) -> WorkerContext:
-    """Threads, seeds and device of this worker."""
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+def in_process(config: dict[str, Any] | None) -> bool:
+    """True when the loop runs in the caller's process (``num_workers: 0``)."""
+    return bool((config or {}).get(LOCAL_RUN_DIR))
+
+
+def setup_worker(trainer: TrainerConfig, seed: int, config: dict[str, Any] | None = None) -> WorkerContext:
+    """Threads, seeds and device of this worker (rank 0 of 1 in-process)."""
+    if in_process(config):
+        rank, world = 0, 1
+        device = torch.device("cuda") if trainer.use_gpu and torch.cuda.is_available() else torch.device("cpu")
+    else:
+        ctx = ray.train.get_context()
+        rank, world = ctx.get_world_rank(), ctx.get_world_size()
+        device = ray.train.torch.get_device() if trainer.use_gpu else torch.device("cpu")
     torch.set_num_threads(trainer.torch_threads or max(1, int(trainer.cpus_per_worker)))
     torch.manual_seed(seed * 1000 + rank)
-    device = ray.train.torch.get_device() if trainer.use_gpu else torch.device("cpu")
     return WorkerContext(rank, world, device)
+
+
+def prepare_model(model: nn.Module, ctx: WorkerContext, config: dict[str, Any] | None = None) -> nn.Module:
+    """The model on the worker's device, wrapped in DDP by Ray Train when world > 1."""
+    if in_process(config):
+        return model.to(ctx.device)
+    return ray.train.torch.prepare_model(model)
 
 
 def load_split(store: str, split: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -91,17 +136,28 @@ def unwrap(model: nn.Module) -> nn.Module:
     return getattr(model, "module", model)
 
 
-def restore(model: nn.Module, opt: torch.optim.Optimizer, sched: Any) -> tuple[int, list[dict[str, Any]], dict[str, Any]]:
+def restore(
+    model: nn.Module, opt: torch.optim.Optimizer, sched: Any, config: dict[str, Any] | None = None,
+) -> tuple[int, list[dict[str, Any]], dict[str, Any]]:
     """Load the run's latest checkpoint, if any, into the (unwrapped) model, optimiser and schedule.
+
+    Args:
+        config: the loop config; for an in-process run its ``LOCAL_RUN_DIR`` holds the checkpoints.
 
     Returns:
         ``(start_epoch (0-based), history, extra)``; ``(0, [], {})`` for a fresh run.
     """
-    ckpt = ray.train.get_checkpoint()
-    if ckpt is None:
-        return 0, [], {}
-    with ckpt.as_directory() as d:
-        state = torch.load(Path(d) / STATE_FILE, map_location="cpu", weights_only=True)
+    if in_process(config):
+        found = epoch_dirs(Path(config[LOCAL_RUN_DIR]))  # type: ignore[index]
+        if not found:
+            return 0, [], {}
+        state = torch.load(found[-1] / STATE_FILE, map_location="cpu", weights_only=True)
+    else:
+        ckpt = ray.train.get_checkpoint()
+        if ckpt is None:
+            return 0, [], {}
+        with ckpt.as_directory() as d:
+            state = torch.load(Path(d) / STATE_FILE, map_location="cpu", weights_only=True)
     unwrap(model).load_state_dict(state["model"])
     opt.load_state_dict(state["optimizer"])
     sched.load_state_dict(state["scheduler"])
@@ -120,6 +176,7 @@ def mean_across_workers(total: float, count: int, ctx: WorkerContext) -> float:
 def report_epoch(
     ctx: WorkerContext, metrics: dict[str, Any], model: nn.Module, opt: torch.optim.Optimizer,
     sched: Any, epoch: int, history: list[dict[str, Any]], extra: dict[str, Any] | None = None,
+    config: dict[str, Any] | None = None,
 ) -> None:
     """Report ``metrics`` and a checkpoint of the epoch (written by rank 0); a barrier for all."""
     if ctx.rank != 0:
@@ -130,10 +187,31 @@ def report_epoch(
         "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
         "epoch": epoch, "history": history, "extra": dict(extra or {}),
     }
+    name = f"epoch_{epoch + 1:04d}"
+    if in_process(config):
+        _report_local(Path(config[LOCAL_RUN_DIR]), name, state, metrics, int(config.get(LOCAL_KEEP, 2)))  # type: ignore[index, union-attr]
+        return
     with tempfile.TemporaryDirectory() as d:
         torch.save(state, Path(d) / STATE_FILE)
-        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d),
-                         checkpoint_dir_name=f"epoch_{epoch + 1:04d}")
+        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d), checkpoint_dir_name=name)
+
+
+def _report_local(run_dir: Path, name: str, state: dict[str, Any], metrics: dict[str, Any], keep: int) -> None:
+    """In-process: checkpoint into ``run_dir/name`` atomically, keep the newest ``keep``, call back."""
+    import shutil
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=run_dir))
+    torch.save(state, tmp / STATE_FILE)
+    final = run_dir / name
+    if final.exists():  # an epoch redone after a crash
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    for old in epoch_dirs(run_dir)[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    ckpt = ray.train.Checkpoint.from_directory(str(final))
+    for cb in _local_callbacks:
+        cb.after_report(None, [dict(metrics)], ckpt)
 
 
 def maybe_inject_failure(config: dict[str, Any], ctx: WorkerContext, epoch: int) -> None:

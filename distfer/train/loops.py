@@ -2,7 +2,8 @@
 
 Each function receives ``{"cfg": <stage config as a dict>, ...}`` from
 :func:`distfer.train.trainer.fit`, resumes from the run's latest checkpoint when there is
-one, trains with torch DDP (through ``ray.train.torch.prepare_model``), reports metrics and a
+one, trains with torch DDP (through ``ray.train.torch.prepare_model``; or in the caller's
+process with ``num_workers: 0``, see :mod:`distfer.train.common`), reports metrics and a
 checkpoint every epoch and returns ``{"history": [...], "start_epoch": int}`` (rank 0's return
 value reaches the caller). Metrics: ``epoch`` (1-based), ``train/loss``, ``lr`` and, with a
 labelled validation split, ``val/acc`` and ``val/macro_f1``.
@@ -39,13 +40,13 @@ def _supervised(
     images: torch.Tensor, targets: torch.Tensor, loss_fn: Any,
 ) -> dict[str, Any]:
     """The shared epoch loop of train-source and adapt (``loss_fn(logits, x, batch) -> loss``)."""
-    ctx = C.setup_worker(cfg.trainer, cfg.seed)
+    ctx = C.setup_worker(cfg.trainer, cfg.seed, config)
     val = C.load_split(cfg.store, cfg.val_split) if config.get("val") else None
     opt = C.make_optimizer(model.parameters(), getattr(cfg, "optimizer", "sgd"), cfg.lr,
                            cfg.momentum, cfg.nesterov, cfg.weight_decay)
     sched = C.make_scheduler(opt, cfg.schedule, cfg.epochs, cfg.gamma)
-    start, history, _ = C.restore(model, opt, sched)
-    model = ray.train.torch.prepare_model(model)  # to device; DDP when world > 1
+    start, history, _ = C.restore(model, opt, sched, config)
+    model = C.prepare_model(model, ctx, config)  # to device; DDP when world > 1
     gen = torch.Generator(device=ctx.device).manual_seed(cfg.seed * 7919 + ctx.rank)
     for epoch in range(start, cfg.epochs):
         model.train()
@@ -66,7 +67,7 @@ def _supervised(
             m.update(C.evaluate_split(model, val[0], val[1], ctx.device))
         history.append(m)
         _log(ctx, stage, m, cfg.epochs)
-        C.report_epoch(ctx, m, model, opt, sched, epoch, history)
+        C.report_epoch(ctx, m, model, opt, sched, epoch, history, config=config)
         C.maybe_inject_failure(config, ctx, epoch)
     return {"history": history, "start_epoch": start}
 
@@ -127,7 +128,8 @@ def adapt_loop(config: dict[str, Any]) -> dict[str, Any]:
     images, _, index = C.load_split(cfg.store, cfg.split)
     pos, targets = pseudo_targets(cfg, index.numpy())
     images, targets_t = images[torch.from_numpy(pos)], torch.from_numpy(targets)
-    rng = np.random.default_rng(cfg.seed + 1_000_003 * ray.train.get_context().get_world_rank())
+    rank = 0 if C.in_process(config) else ray.train.get_context().get_world_rank()
+    rng = np.random.default_rng(cfg.seed + 1_000_003 * rank)
 
     def crit(z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         if cfg.targets == "soft":
@@ -147,7 +149,7 @@ def adapt_loop(config: dict[str, Any]) -> dict[str, Any]:
 def pretrain_loop(config: dict[str, Any]) -> dict[str, Any]:
     """SwAV with multi-crop; prototypes receive no update for ``freeze_prototypes_steps`` steps."""
     cfg = PretrainConfig.from_dict(config["cfg"])
-    ctx = C.setup_worker(cfg.trainer, cfg.seed)
+    ctx = C.setup_worker(cfg.trainer, cfg.seed, config)
     images, _, _ = C.load_split(cfg.store, cfg.split)
     backbone = FERModel(cfg.arch, input_size=config["input_size"])
     if cfg.init:
@@ -155,10 +157,10 @@ def pretrain_loop(config: dict[str, Any]) -> dict[str, Any]:
     net, loss_mod = build_swav(cfg, backbone, distributed=ctx.world > 1)
     opt = C.make_optimizer(net.parameters(), "sgd", cfg.lr, cfg.momentum, False, cfg.weight_decay)
     sched = C.make_scheduler(opt, cfg.schedule, cfg.epochs)
-    start, history, extra = C.restore(net, opt, sched)
+    start, history, extra = C.restore(net, opt, sched, config)
     step = int(extra.get("step", 0))
     raw = net
-    net = ray.train.torch.prepare_model(net)
+    net = C.prepare_model(net, ctx, config)
     gen = torch.Generator(device=ctx.device).manual_seed(cfg.seed * 7919 + ctx.rank)
     for epoch in range(start, cfg.epochs):
         net.train()
@@ -180,6 +182,6 @@ def pretrain_loop(config: dict[str, Any]) -> dict[str, Any]:
         sched.step()
         history.append(m)
         _log(ctx, "pretrain", m, cfg.epochs)
-        C.report_epoch(ctx, m, net, opt, sched, epoch, history, extra={"step": step})
+        C.report_epoch(ctx, m, net, opt, sched, epoch, history, extra={"step": step}, config=config)
         C.maybe_inject_failure(config, ctx, epoch)
     return {"history": history, "start_epoch": start}

@@ -4,6 +4,13 @@
 run storage (name + absolute ``storage_path``; the same pair resumes from the latest
 checkpoint), failure retries, checkpoint retention and user callbacks (e.g. Tune's
 ``TuneReportCallback`` when a stage runs inside a Tune trial).
+
+``num_workers: 0`` runs the loop in this process, which saves the controller and worker-group
+start-up (tens of seconds per run on a small CPU machine; it matters for a laptop sweep's many
+short trials). Ray Train's own local mode (``ScalingConfig(num_workers=0)``) cannot serve here:
+its ``ray.train`` calls are disabled inside a Ray Tune function and it keeps no checkpoints. The
+loop checkpoints into ``storage_path/run_name/epoch_*`` itself (see :mod:`distfer.train.common`),
+so resuming, retention, ``max_failures`` retries and the callbacks behave as with workers.
 """
 
 from __future__ import annotations
@@ -76,6 +83,8 @@ def fit(
         DataError: the run produced no checkpoint.
         ray.train.TrainingFailedError: a worker failed more than ``max_failures`` times.
     """
+    if trainer.num_workers == 0:
+        return _fit_local(train_fn, loop_config, trainer, run_name, callbacks)
     ensure_ray()
     resources = {"CPU": trainer.cpus_per_worker}
     if trainer.use_gpu:
@@ -105,3 +114,30 @@ def fit(
     ckpt_dir = Path(result.checkpoint.to_directory())
     history = list(out.get("history", []))
     return FitResult(history, int(out.get("start_epoch", 0)), ckpt_dir, str(result.path))
+
+
+def _fit_local(
+    train_fn: Callable[[dict[str, Any]], Any], loop_config: dict[str, Any], trainer: TrainerConfig,
+    run_name: str, callbacks: Sequence[Any] | None,
+) -> FitResult:
+    """Run the loop in this process with per-epoch checkpoints in ``storage_path/run_name``."""
+    from distfer.train import common as C
+
+    run_dir = Path(storage_uri(trainer.storage_path)) / run_name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config = {**loop_config, C.LOCAL_RUN_DIR: str(run_dir), C.LOCAL_KEEP: trainer.num_to_keep}
+    attempts = trainer.max_failures + 1 if trainer.max_failures >= 0 else None  # -1: retry forever
+    failed = 0
+    while True:
+        try:
+            with C.local_callbacks(callbacks):
+                out = train_fn(config) or {}
+            break
+        except Exception:
+            failed += 1
+            if attempts is not None and failed >= attempts:
+                raise
+    found = C.epoch_dirs(run_dir)  # the latest, also when a finished run was called again
+    if not found:
+        raise DataError(f"training run {run_name!r} in {run_dir.parent} produced no checkpoint")
+    return FitResult(list(out.get("history", [])), int(out.get("start_epoch", 0)), found[-1], str(run_dir))
