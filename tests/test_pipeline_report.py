@@ -28,6 +28,21 @@ def test_every_preset_builds_and_paper_setups_match_the_paper():
         assert (e.source_format, e.target_format) == tuple(name.split("_"))
 
 
+def test_experiment_presets_take_the_stage_recipes_from_one_place():
+    from distfer.train import presets as stage_presets
+
+    for name in ("quick", "paper"):
+        exp = build_experiment(name, {})
+        sections = stage_presets.experiment_sections(name)
+        for key, values in sections.items():
+            assert {k: getattr(exp, key)[k] for k in values} == values, (name, key)
+    # a YAML section still overrides the recipe key by key
+    tiny = build_experiment("tiny", {})
+    assert tiny.train_source["epochs"] == 1 and tiny.train_source["arch"] == stage_presets.get("quick", "train-source")["arch"]
+    with pytest.raises(ConfigError, match="unknown preset 'nope'"):
+        stage_presets.experiment_sections("nope")
+
+
 def test_merge_and_bad_overrides():
     assert merge({"a": {"x": 1, "y": 2}, "b": 1}, {"a": {"y": 3}, "b": None}) == {"a": {"x": 1, "y": 3}, "b": 1}
     assert merge({"space": {"k": [1]}}, {"space": {}}) == {"space": {}}

@@ -3,7 +3,9 @@
 A preset is an :class:`~distfer.config.ExperimentConfig` mapping: ``quick`` (CPU, minutes),
 ``paper`` (GPU cluster, the paper's settings), ``tiny`` (tests) and the paper's four setups
 (``afe_expw``, ``afe_fer2013``, ``rafdb_expw``, ``rafdb_fer2013``). A preset may name a
-``base`` preset whose mapping it extends (nested sections are merged key by key).
+``base`` preset whose mapping it extends (nested sections are merged key by key), and a
+``stage_preset`` (``quick``/``paper`` of :mod:`distfer.train.presets`, the one definition of the
+training recipes) whose stage sections lie under its own.
 """
 
 from __future__ import annotations
@@ -52,6 +54,11 @@ def load_preset(name_or_path: str, _seen: tuple[str, ...] = ()) -> dict[str, Any
                               "or pass a YAML file path")
     data = dict(load_yaml_mapping(p))
     base = data.pop("base", None)
+    stage_preset = data.pop("stage_preset", None)
+    if stage_preset is not None:
+        from distfer.train import presets as stage_presets
+
+        data = merge(stage_presets.experiment_sections(str(stage_preset)), data)
     if base is None:
         return data
     if base in _seen:
