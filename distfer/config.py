@@ -303,7 +303,12 @@ def load_yaml_mapping(path: str | Path) -> Mapping[str, Any]:
 # (owner: training; modules distfer/models, distfer/ssl, distfer/train)
 @dataclasses.dataclass(frozen=True)
 class TrainerConfig(Config):
-    """Ray Train resources and storage; none of these change a run's results."""
+    """Ray Train resources and storage; none of these change a run's results.
+
+    ``num_workers: 0`` runs the loop in the calling process (no Ray Train controller or worker
+    actors to start), for one-process CPU runs such as a laptop sweep's trials; checkpoints
+    still go to ``storage_path`` every epoch and a re-run resumes from them.
+    """
 
     _fingerprint_exclude: ClassVar[frozenset[str]] = frozenset(
         {"num_workers", "use_gpu", "cpus_per_worker", "storage_path", "max_failures",
@@ -319,8 +324,11 @@ class TrainerConfig(Config):
     torch_threads: int | None = None  # default: max(1, int(cpus_per_worker))
 
     def validate(self) -> None:
-        check_range(self, "num_workers", low=1)
+        check_range(self, "num_workers", low=0)
         check_range(self, "cpus_per_worker", low=0, low_open=True)
+        if self.num_workers == 0 and "://" in self.storage_path:
+            raise ConfigError(f"config key 'num_workers' is 0 (in-process) but 'storage_path' is "
+                              f"{self.storage_path!r}: an in-process run keeps checkpoints on a local path only")
         check_range(self, "max_failures", low=-1)
         check_range(self, "num_to_keep", low=1)
         check_range(self, "torch_threads", low=1)
@@ -788,6 +796,7 @@ class SweepConfig(Config):
     reduction_factor: int = 2
     objective: Literal["oracle", "snd", "neg_entropy", "im"] = "oracle"
     criterion: Literal["snd", "neg_entropy", "im"] = "snd"  # the label-free criterion reported
+    criterion_samples: int | None = 2000  # target Train images the criteria see (seeded subset; SND is O(N^2)); None = all
     max_concurrent: int = 1
     trial_cpus: float = 0.1  # the trial's own driver process; workers get their own CPUs
     seed: int = 0
@@ -795,6 +804,7 @@ class SweepConfig(Config):
     _fingerprint_exclude: ClassVar[frozenset[str]] = frozenset({"max_concurrent", "trial_cpus"})
 
     def validate(self) -> None:
+        check_range(self, "criterion_samples", low=2)
         if not self.clusters or not self.select_values:
             raise ConfigError("config keys 'clusters' and 'select_values' of SweepConfig need at least one value")
         for i, k in enumerate(self.clusters):
@@ -874,6 +884,7 @@ class ExperimentConfig(Config):
     baselines: tuple[str, ...] = BASELINES
     baseline_select: str = "fraction:0.5"  # selection of the confidence/centroid baselines
     adapt_init: Literal["ssl", "source"] = "ssl"  # adaptation starts from the SSL encoder or the teacher
+    pretrain_init: Literal["random", "source"] = "random"  # SwAV starts from scratch or the teacher's encoder
     index_shards: int = 2  # IndexShard actors of the sweep's ShardedIndex
     index_cpus: float = 0.25  # CPUs per IndexShard actor
     index_resources: dict[str, float] = dataclasses.field(default_factory=dict)  # e.g. {index_shard: 1}

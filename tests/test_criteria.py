@@ -79,3 +79,23 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match="choose one of"):
         criteria.get("accuracy")
     assert criteria.get("snd") is criteria.snd
+
+
+def test_sample_mask_is_a_seeded_subset_independent_of_row_order():
+    ids = np.arange(1000, 1500)
+    m = criteria.sample_mask(ids, 100, seed=3)
+    assert m.sum() == 100 and m.dtype == bool
+    perm = np.random.default_rng(0).permutation(len(ids))
+    shuffled = criteria.sample_mask(ids[perm], 100, seed=3)
+    assert set(ids[perm][shuffled]) == set(ids[m])  # same images whatever the row order
+    assert set(ids[criteria.sample_mask(ids, 100, seed=4)]) != set(ids[m])
+    assert criteria.sample_mask(ids, None, 0).all() and criteria.sample_mask(ids, 500, 0).all()
+
+
+def test_criterion_samples_is_validated():
+    from distfer.config import SweepConfig
+    from distfer.errors import ConfigError
+
+    assert SweepConfig(criterion_samples=None).criterion_samples is None
+    with pytest.raises(ConfigError, match="criterion_samples"):
+        SweepConfig(criterion_samples=1)

@@ -76,3 +76,29 @@ def test_adapt_one_epoch_two_workers_soft_and_mixup(ray_session, store, tmp_path
     assert res.final["epoch"] == 1 and {"val/acc", "val/macro_f1", "train/loss"} <= set(res.final)
     _, meta = load_model(res.model_path, kind="adapted")
     assert meta["info"]["selected"] == int(selected.sum()) and meta["info"]["init_kind"] == "ssl"
+
+
+def test_pretrain_stage_from_the_teacher_keys_its_cache_on_the_teacher(ray_session, store, tmp_path):
+    """pretrain_init: source starts SwAV from the teacher's encoder; another teacher = another entry."""
+    from distfer.pipeline.cache import StageCache
+    from distfer.pipeline.presets import build_experiment
+    from distfer.pipeline.stages import Artifact, pretrain_stage
+
+    def teacher(seed: int) -> Artifact:
+        torch.manual_seed(seed)
+        path = save_model(FERModel("small", input_size=store.image_size), tmp_path / f"t{seed}" / "model.pt",
+                          kind="source")
+        return Artifact(path, f"teacher{seed}", None)
+
+    exp = build_experiment("tiny", {"pretrain_init": "source", "pretrain": {"epochs": 1, "batch_size": 8},
+                                    "trainer": {"num_workers": 0}})
+    cache, target = StageCache(tmp_path / "cache"), Artifact(store.path, store.fingerprint, None)
+    t0 = teacher(0)
+    first = pretrain_stage(cache, exp, target, t0)
+    assert not first.hit
+    record = cache.record("pretrain", first.fingerprint)
+    assert record["config"]["init"] == str(t0.path) and "teacher0" in record["inputs"]
+    assert pretrain_stage(cache, exp, target, t0).hit
+    assert pretrain_stage(cache, exp, target, teacher(1)).fingerprint != first.fingerprint
+    with pytest.raises(Exception, match="pretrain_init 'source' needs the source model"):
+        pretrain_stage(cache, exp, target, None)

@@ -28,6 +28,9 @@ def test_trial_overrides_clup_and_baselines():
     with pytest.raises(ValueError, match="neither"):
         trial_overrides({"method": "clup", "clusters": 10, "select_value": 0.1, "lr": 1}, sweep)
     assert baseline_space(("confidence",), "fraction:0.3")["select_value"] == 0.3
+    # the longest baseline (oracle: all of target Train) is scheduled first, the rest keep their order
+    grid = baseline_space(("confidence", "centroid", "oracle"), "fraction:0.5")["method"]
+    assert grid == {"grid_search": ["oracle", "confidence", "centroid"]}
 
 
 @pytest.fixture(autouse=True)

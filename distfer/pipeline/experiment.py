@@ -107,7 +107,8 @@ def _source_only(exp: ExperimentConfig, target: Path, teacher: Path, embeddings:
 
     ev = evaluate(EvaluateConfig(store=str(target), model=str(teacher), split="val",
                                  out=str(out / "source_only_eval_val.json")))
-    logits = load_embeddings(embeddings / "train").logits
+    emb = load_embeddings(embeddings / "train")  # the trials' criterion subset, for comparable values
+    logits = emb.logits[criteria.sample_mask(emb.index, exp.sweep.criterion_samples, exp.sweep.seed)]
     return {"val_acc": ev["accuracy"], "val_macro_f1": ev["macro_f1"],
             "criterion": criteria.get(criterion)(criteria.softmax(logits)), "confusion_matrix": ev["confusion_matrix"],
             "per_class_accuracy": ev["per_class_accuracy"]}
@@ -187,7 +188,7 @@ def run_experiment(exp: ExperimentConfig, *, resume: bool = False, console: Cons
         teacher = source_stage(cache, exp, source_store)
         clock.stage("source", [teacher], t0)
         t0 = time.perf_counter()
-        encoder = pretrain_stage(cache, exp, target_store)
+        encoder = pretrain_stage(cache, exp, target_store, teacher)
         clock.stage("pretrain", [encoder], t0)
         t0 = time.perf_counter()
         emb = embed_stage(cache, exp, target_store, teacher, encoder)

@@ -47,6 +47,9 @@ def trial_row(config: Mapping[str, Any], metrics: Mapping[str, Any], *, select_k
         v = metrics.get(k)
         row[k] = v if k == "mlflow_run_id" else _num(v)
     row["criterion"] = _num(metrics.get(f"criterion_{criterion}"))
+    timing = {k.split("/", 1)[1]: _num(v) for k, v in metrics.items() if k.startswith("time/")}
+    if timing:
+        row["timing"] = timing
     row["status"] = "error" if error else "ok"
     if not error and row["val_acc"] is None and metrics.get("val/acc") is not None:
         # stopped early (ASHA): no final report; keep its last epoch's Val metrics

@@ -26,6 +26,7 @@ from distfer.config import (
     TrainerConfig,
     TrainSourceConfig,
 )
+from distfer.errors import ConfigError
 from distfer.fsutil import require_file
 from distfer.pipeline.cache import CachedStage, StageCache
 
@@ -122,13 +123,23 @@ def source_stage(cache: StageCache, exp: ExperimentConfig, source_store: Artifac
     return Artifact(c.path / "model.pt", fp, c)
 
 
-def pretrain_stage(cache: StageCache, exp: ExperimentConfig, target_store: Artifact) -> Artifact:
-    """The SwAV encoder pretrained on the (unlabelled) target store; ``path`` is its model.pt."""
+def pretrain_stage(cache: StageCache, exp: ExperimentConfig, target_store: Artifact,
+                   teacher: Artifact | None = None) -> Artifact:
+    """The SwAV encoder pretrained on the (unlabelled) target store; ``path`` is its model.pt.
+
+    With ``exp.pretrain_init == "source"`` SwAV starts from the teacher's encoder (still no
+    source data: only the source model) instead of random weights.
+    """
     from distfer.train.api import pretrain
 
     probe = PretrainConfig.from_dict({"store": str(target_store.path), "out": "-", **exp.pretrain})
     inputs = [target_store.fingerprint]
-    if probe.init:
+    if exp.pretrain_init == "source":
+        if teacher is None:
+            raise ConfigError("pretrain_init 'source' needs the source model (train-source or --source-checkpoint)")
+        probe = probe.replace(init=str(teacher.path))
+        inputs.append(teacher.fingerprint)
+    elif probe.init:
         inputs.append(_file_hash(require_file(probe.init, what="pretrain init model")))
     fp = probe.fingerprint(*inputs)
 

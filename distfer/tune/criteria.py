@@ -80,6 +80,19 @@ def snd(probs: np.ndarray, *, temperature: float = 0.05, chunk: int = 2048) -> f
     return total / n
 
 
+def sample_mask(index: np.ndarray, samples: int | None, seed: int) -> np.ndarray:
+    """Boolean mask over rows with ids ``index`` [N] keeping a seeded subset of ``samples`` ids.
+
+    The subset depends on the set of ids only, not on their order, so every trial (and the
+    source-only row) scores the same images. ``samples`` None or >= N keeps everything.
+    """
+    index = np.asarray(index)
+    if samples is None or len(index) <= samples:
+        return np.ones(len(index), dtype=bool)
+    chosen = np.random.default_rng(seed).choice(np.sort(index), samples, replace=False)
+    return np.isin(index, chosen)
+
+
 def neg_entropy(probs: np.ndarray) -> float:
     """Minus the mean per-sample entropy of ``probs`` [N, C] (higher = more confident)."""
     p = _check_probs(probs, "neg_entropy")

@@ -75,16 +75,33 @@ def _epoch_report_cls() -> type:
             self.oracle = oracle
 
         def after_report(self, run_context: Any, metrics: list[dict[str, Any]], checkpoint: Any) -> None:
-            first = dict(metrics[0])
-            first[OBJECTIVE_KEY] = float(first.get("val/acc", math.nan)) if self.oracle else math.nan
-            super().after_report(run_context, [first, *metrics[1:]], checkpoint)
+            super().after_report(run_context, [_with_objective(metrics[0], self.oracle), *metrics[1:]], checkpoint)
 
     return _EpochReport
 
 
-def EpochReport(oracle: bool) -> Any:  # noqa: N802 - a factory standing in for the class
+def _with_objective(metrics: dict[str, Any], oracle: bool) -> dict[str, Any]:
+    out = dict(metrics)
+    out[OBJECTIVE_KEY] = float(out.get("val/acc", math.nan)) if oracle else math.nan
+    return out
+
+
+class _InProcessEpochReport:
+    """The same per-epoch reports for an adaptation running in the trial's own process
+    (``num_workers: 0``): ``tune.report`` straight from the trial function."""
+
+    def __init__(self, oracle: bool) -> None:
+        self.oracle = oracle
+
+    def after_report(self, run_context: Any, metrics: list[dict[str, Any]], checkpoint: Any) -> None:
+        from ray import tune
+
+        tune.report(_with_objective(metrics[0], self.oracle))
+
+
+def EpochReport(oracle: bool, in_process: bool = False) -> Any:  # noqa: N802 - a factory standing in for the class
     """A Ray Train callback forwarding each epoch's metrics (+ ``objective``) to Tune."""
-    return _epoch_report_cls()(oracle)
+    return _InProcessEpochReport(oracle) if in_process else _epoch_report_cls()(oracle)
 
 
 def _trial_name(settings: Any) -> str:
@@ -135,8 +152,13 @@ def _pseudo_labels(ctx: TrialContext, settings: Any, out: Path) -> Any:
     return output
 
 
-def _criteria_on_train(model_path: Path, store_path: str, names: list[str]) -> dict[str, float]:
-    """Label-free criteria of the model's softmax on the target Train images (labels unused)."""
+def _criteria_on_train(model_path: Path, store_path: str, names: list[str], samples: int | None,
+                       seed: int) -> dict[str, float]:
+    """Label-free criteria of the model's softmax on target Train images (labels unused).
+
+    At most ``samples`` images, the same seeded subset for every trial: SND compares every pair
+    of predictions (O(N^2)), so on a large target a subset is what keeps it affordable.
+    """
     import torch
 
     from distfer.data.store import FaceStore
@@ -145,7 +167,8 @@ def _criteria_on_train(model_path: Path, store_path: str, names: list[str]) -> d
     from distfer.tune import criteria
 
     model, _ = load_model(model_path)
-    images, _, _ = FaceStore.open(store_path).load_arrays("train")
+    images, _, index = FaceStore.open(store_path).load_arrays("train")
+    images = images[criteria.sample_mask(index, samples, seed)]
     logits, _ = predict(model, torch.from_numpy(images), 256, torch.device("cpu"))
     probs = criteria.softmax(logits)
     return {name: criteria.get(name)(probs) for name in names}
@@ -177,8 +200,11 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
                                    params=params)
     else:
         tracker.reopen(run_id)
+    times: dict[str, float] = {"setup_s": time.perf_counter() - t0}
     try:
+        t = time.perf_counter()
         pl = _pseudo_labels(ctx, settings, tdir / "pseudo_labels.parquet")
+        times["pseudo_s"] = time.perf_counter() - t
         st = pl.stats
         pseudo_metrics = {"pseudo/accuracy": st.accuracy_selected, "pseudo/accuracy_all": st.accuracy_all,
                           "pseudo/selected_fraction": st.selected_fraction, "pseudo/selected": st.selected}
@@ -188,18 +214,26 @@ def run_trial(config: dict[str, Any], ctx: TrialContext) -> None:
             "pseudo": str(tdir / "pseudo_labels.parquet"), "out": str(tdir / "model"),
             "trainer": ctx.adapt_trainer,
         })
-        res = adapt(acfg, callbacks=[EpochReport(sweep.objective == "oracle")], run_name=f"adapt-{trial_id}")
+        t = time.perf_counter()
+        report = EpochReport(sweep.objective == "oracle", in_process=acfg.trainer.num_workers == 0)
+        res = adapt(acfg, callbacks=[report], run_name=f"adapt-{trial_id}")
+        times["adapt_s"] = time.perf_counter() - t
+        train_s = sum(float(h.get("time/epoch_s", 0.0)) for h in res.history)
+        times["adapt_overhead_s"] = times["adapt_s"] - train_s
         tracker.log_history(run_id, res.history)
+        t = time.perf_counter()
         ev = evaluate(EvaluateConfig(store=ctx.target_store, model=str(res.model_path), split="val",
                                      out=str(tdir / "eval_val.json")))
         names = sorted({sweep.criterion} | ({sweep.objective} - {"oracle"}))
-        crit = _criteria_on_train(res.model_path, ctx.target_store, names)
+        crit = _criteria_on_train(res.model_path, ctx.target_store, names, sweep.criterion_samples, sweep.seed)
         objective = ev["accuracy"] if sweep.objective == "oracle" else crit[sweep.objective]
+        times["evaluate_s"] = time.perf_counter() - t
         final = {
             "val_acc": ev["accuracy"], "val_macro_f1": ev["macro_f1"],
             "pseudo_acc": st.accuracy_selected, "selected_fraction": st.selected_fraction,
             OBJECTIVE_KEY: objective, **{f"criterion_{k}": v for k, v in crit.items()},
             "mlflow_run_id": run_id, "trial_seconds": time.perf_counter() - t0,
+            **{f"time/{k}": round(v, 2) for k, v in times.items()},
         }
         tracker.log_metrics(run_id, {"val/acc_final": ev["accuracy"], "val/macro_f1_final": ev["macro_f1"],
                                      OBJECTIVE_KEY: objective, **{f"criterion/{k}": v for k, v in crit.items()},
