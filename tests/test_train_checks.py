@@ -54,7 +54,10 @@ def test_train_source_inputs(store, tmp_path):
     with pytest.raises(ConfigError, match="unknown architecture 'resnet9'"):
         train_source(TrainSourceConfig.from_dict({**base, "arch": "resnet9"}))
     with pytest.raises(ConfigError, match="num_workers"):
-        TrainSourceConfig.from_dict({**base, "trainer": {"num_workers": 0}})
+        TrainSourceConfig.from_dict({**base, "trainer": {"num_workers": -1}})
+    assert TrainSourceConfig.from_dict({**base, "trainer": {"num_workers": 0}}).trainer.num_workers == 0  # in-process
+    with pytest.raises(ConfigError, match="storage_path"):  # in-process checkpoints stay on a local path
+        TrainSourceConfig.from_dict({**base, "trainer": {"num_workers": 0, "storage_path": "s3://b/runs"}})
 
 
 def test_pretrain_inputs(store, tmp_path):
