@@ -48,7 +48,7 @@ def has_labelled(store: FaceStore, split: str | None) -> bool:
 
 
 def batch_fits(batch_size: int, n: int, workers: int, *, what: str) -> None:
-    """Each worker needs at least one full batch per epoch (``workers`` 0: local mode, one process)."""
+    """Each worker needs at least one full batch per epoch (``workers`` 0: in-process, one process)."""
     workers = max(workers, 1)
     per_worker = n // workers
     if batch_size > per_worker:

@@ -73,14 +73,20 @@ def in_process(config: dict[str, Any] | None) -> bool:
     return bool((config or {}).get(LOCAL_RUN_DIR))
 
 
+def rank_world(config: dict[str, Any] | None = None) -> tuple[int, int]:
+    """``(world rank, world size)`` of this worker; ``(0, 1)`` in-process."""
+    if in_process(config):
+        return 0, 1
+    ctx = ray.train.get_context()
+    return ctx.get_world_rank(), ctx.get_world_size()
+
+
 def setup_worker(trainer: TrainerConfig, seed: int, config: dict[str, Any] | None = None) -> WorkerContext:
     """Threads, seeds and device of this worker (rank 0 of 1 in-process)."""
+    rank, world = rank_world(config)
     if in_process(config):
-        rank, world = 0, 1
         device = torch.device("cuda") if trainer.use_gpu and torch.cuda.is_available() else torch.device("cpu")
     else:
-        ctx = ray.train.get_context()
-        rank, world = ctx.get_world_rank(), ctx.get_world_size()
         device = ray.train.torch.get_device() if trainer.use_gpu else torch.device("cpu")
     torch.set_num_threads(trainer.torch_threads or max(1, int(trainer.cpus_per_worker)))
     torch.manual_seed(seed * 1000 + rank)

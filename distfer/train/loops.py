@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
-import ray.train.torch
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -128,8 +127,7 @@ def adapt_loop(config: dict[str, Any]) -> dict[str, Any]:
     images, _, index = C.load_split(cfg.store, cfg.split)
     pos, targets = pseudo_targets(cfg, index.numpy())
     images, targets_t = images[torch.from_numpy(pos)], torch.from_numpy(targets)
-    rank = 0 if C.in_process(config) else ray.train.get_context().get_world_rank()
-    rng = np.random.default_rng(cfg.seed + 1_000_003 * rank)
+    rng = np.random.default_rng(cfg.seed + 1_000_003 * C.rank_world(config)[0])
 
     def crit(z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         if cfg.targets == "soft":
